@@ -1,0 +1,226 @@
+"""Catalog lint: the JSON Schema plus the semantic checks of DESIGN.md contract 2.
+
+Every problem is collected (not just the first) and reported as
+``file:line:column: message [json-pointer]``.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+from jsonschema.exceptions import ValidationError
+
+from furiosa.artifacts.catalog._yaml import Document, Pointer, load_document
+from furiosa.artifacts.catalog.schema import iter_schema_errors, load_schema
+
+NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+#: File extension each ``format`` must have.
+EXTENSIONS = {"code": ".py", "onnx": ".onnx", "tflite": ".tflite"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One lint finding, positioned in the catalog file."""
+
+    file: str
+    line: int
+    column: int
+    pointer: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.message} [{self.pointer or '/'}]"
+
+    def as_dict(self) -> Dict[str, Any]:
+        """JSON-friendly form (for ``--json``)."""
+        return {"file": self.file, "line": self.line, "column": self.column,
+                "pointer": self.pointer or "/", "message": self.message}
+
+
+def _pointer_text(pointer: Pointer) -> str:
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in pointer)
+
+
+class _Collector:
+    def __init__(self, doc: Document):
+        self.doc = doc
+        self.problems: List[Problem] = []
+        self.flagged: Set[Pointer] = set()
+
+    def add(self, pointer: Pointer, message: str, *, key: bool = False) -> None:
+        if pointer in self.flagged:
+            return  # one message per field: the schema's already says what is wrong
+        self.flagged.add(pointer)
+        pos = self.doc.position(pointer, key=key)
+        self.problems.append(Problem(str(self.doc.path), pos.line, pos.column, _pointer_text(pointer), message))
+
+
+def _schema_message(error: ValidationError) -> Tuple[Pointer, str, bool]:
+    """Turn a jsonschema error into (pointer, friendly message, point-at-key?)."""
+    pointer = tuple(error.absolute_path)
+    field = str(pointer[-1]) if pointer else "the document"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        key = extra[0] if extra else ""
+        return (pointer + (key,), f"unknown key '{key}' (furiosa-registry rejects extra fields); "
+                f"allowed here: {', '.join(allowed)}", True)
+    if error.validator == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message)
+        name = missing[0] if missing else error.message
+        return pointer, f"missing required key '{name}'", False
+    if error.validator == "type":
+        want = error.validator_value
+        got = type(error.instance).__name__
+        hint = f" (quote it in YAML: {field}: \"{error.instance}\")" if want == "string" and isinstance(
+            error.instance, (int, float)) and not isinstance(error.instance, bool) else ""
+        if pointer == () and want == "object":
+            return pointer, f"the catalog root must be a mapping with an 'artifacts' list, got {got}", False
+        return pointer, f"'{field}' must be of type {want}, got {got}{hint}", False
+    if error.validator == "enum":
+        return pointer, f"'{field}' is {error.instance!r}; use one of: {', '.join(map(str, error.validator_value))}", False
+    if error.validator == "format":
+        fmt = error.validator_value
+        example = "YYYY-MM-DD" if fmt == "date" else "https://..."
+        return pointer, f"'{field}' is not a valid {fmt}: {error.instance!r} (expected {example})", False
+    if error.validator == "pattern":
+        if field == "name":
+            return pointer, (f"name {error.instance!r} must match [A-Za-z][A-Za-z0-9_]* "
+                             "(it is also a Python function name)"), False
+        if field in ("location", "doc"):
+            return pointer, (f"'{field}' {error.instance!r} must be a relative path inside the repository "
+                             "(no leading '/', no '..', forward slashes)"), False
+        if field == "url":
+            return pointer, f"'url' {error.instance!r} must be an http(s) URL", False
+        return pointer, f"'{field}' {error.instance!r} does not match {error.validator_value}", False
+    if error.validator == "minLength":
+        return pointer, f"'{field}' must not be empty", False
+    return pointer, error.message, False
+
+
+def _safe_relative(root: Path, value: str) -> Optional[str]:
+    """Why ``value`` is not a safe repository-relative path, or None when it is."""
+    if not value or value.strip() != value:
+        return "must be a non-empty path without surrounding spaces"
+    if "\\" in value:
+        return "must use forward slashes"
+    pure = PurePosixPath(value)
+    if pure.is_absolute() or re.match(r"^[A-Za-z]:", value):
+        return "must be relative to the catalog's directory, not absolute"
+    if ".." in pure.parts:
+        return "must not contain '..'"
+    resolved = (root / value).resolve()
+    try:
+        resolved.relative_to(root.resolve())
+    except ValueError:
+        return f"resolves to {resolved}, outside the repository (a symlink pointing out?)"
+    return None
+
+
+def _callables_in(module: Path) -> Set[str]:
+    """Names bound at module level to a def/class (or assigned), without importing the module."""
+    tree = ast.parse(module.read_text("utf-8"), filename=str(module))
+    names: Set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.ImportFrom, ast.Import)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return names
+
+
+def _check_entry(c: _Collector, root: Path, index: int, entry: Dict[str, Any],
+                 pipeline_outputs: Set[str], module_cache: Dict[str, Any]) -> None:
+    base = ("artifacts", index)
+    name = entry.get("name")
+    fmt = entry.get("format")
+    location = entry.get("location")
+    if isinstance(location, str):
+        why = _safe_relative(root, location)
+        if why:
+            c.add(base + ("location",), f"location {location!r} {why}")
+            return
+        ext = EXTENSIONS.get(fmt) if isinstance(fmt, str) else None
+        if ext and not location.endswith(ext):
+            c.add(base + ("location",), f"location {location!r} must end in '{ext}' for format '{fmt}'")
+            return
+        path = root / location
+        if fmt == "code":
+            if not path.is_file():
+                c.add(base + ("location",), f"code module {location!r} does not exist")
+            elif isinstance(name, str):
+                if location not in module_cache:
+                    try:
+                        module_cache[location] = _callables_in(path)
+                    except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
+                        module_cache[location] = exc
+                found = module_cache[location]
+                if isinstance(found, Exception):
+                    c.add(base + ("location",), f"code module {location!r} does not parse: {found}")
+                elif name not in found:
+                    c.add(base + ("name",), f"{location} defines no callable named '{name}': "
+                          f"add `def {name}(...)` there or fix the name")
+        elif fmt in ("onnx", "tflite"):
+            if not path.is_file() and location not in pipeline_outputs:
+                c.add(base + ("location",), f"binary {location!r} does not exist and is not an output of the "
+                      "pipeline (dvc.yaml): build it with the pipeline or fix the path")
+    doc = entry.get("doc")
+    if isinstance(doc, str):
+        why = _safe_relative(root, doc)
+        if why:
+            c.add(base + ("doc",), f"doc {doc!r} {why}")
+        elif not (root / doc).is_file():
+            c.add(base + ("doc",), f"doc {doc!r} does not exist (furiosa-registry reads it on load): "
+                  "create it or remove the key")
+
+
+def lint_document(doc: Document, *, pipeline_outputs: Iterable[str] = ()) -> List[Problem]:
+    """Schema and semantic problems of an already-loaded catalog document."""
+    c = _Collector(doc)
+    root = doc.path.parent
+    for error in iter_schema_errors(doc.data):
+        pointer, message, key = _schema_message(error)
+        c.add(pointer, message, key=key)
+    data = doc.data
+    if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
+        return c.problems
+    seen: Dict[Tuple[str, Any], int] = {}
+    outputs = set(pipeline_outputs)
+    module_cache: Dict[str, Any] = {}
+    for index, entry in enumerate(data["artifacts"]):
+        if not isinstance(entry, dict):
+            continue
+        name, version = entry.get("name"), entry.get("version")
+        if isinstance(name, str):
+            key = (name, version)
+            if key in seen:
+                c.add(("artifacts", index, "name"), f"duplicate entry {name!r} version {version!r} "
+                      f"(first at /artifacts/{seen[key]}): (name, version) must be unique")
+            else:
+                seen[key] = index
+        _check_entry(c, root, index, entry, outputs, module_cache)
+    return sorted(c.problems, key=lambda p: (p.line, p.column))
+
+
+def lint_catalog(path: Path, *, pipeline_outputs: Optional[Iterable[str]] = None) -> List[Problem]:
+    """Lint the catalog at ``path`` (a file, or a directory holding artifacts.yaml).
+
+    Raises:
+        CatalogReadError: the file cannot be read or parsed as YAML.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "artifacts.yaml"
+    doc = load_document(path)
+    if pipeline_outputs is None:
+        from furiosa.artifacts.catalog.pipeline import declared_outputs
+
+        pipeline_outputs = declared_outputs(path.parent)
+    return lint_document(doc, pipeline_outputs=pipeline_outputs)

@@ -1,0 +1,96 @@
+"""The ``furiosa-artifacts`` command line.
+
+Exit codes: 0 success; 1 problems found (lint/verify) or a command failed; 2 bad usage or
+unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from furiosa.artifacts.errors import ArtifactsError, CatalogReadError
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+def _cmd_lint(args: argparse.Namespace) -> int:
+    from furiosa.artifacts.catalog.lint import lint_catalog
+
+    try:
+        problems = lint_catalog(Path(args.path))
+    except CatalogReadError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "error": str(exc), "problems": []}, indent=2))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps({"ok": not problems, "problems": [p.as_dict() for p in problems]}, indent=2))
+    else:
+        for problem in problems:
+            print(problem)
+        if problems:
+            print(f"{len(problems)} problem(s) found", file=sys.stderr)
+    return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def _cmd_docs(args: argparse.Namespace) -> int:
+    from furiosa.artifacts.docs import stale_docs, update_docs
+
+    root = Path(args.root)
+    if args.check:
+        stale = stale_docs(root)
+        for path in stale:
+            print(f"{path}: stale generated content: run `furiosa-artifacts docs`")
+        return EXIT_PROBLEMS if stale else EXIT_OK
+    for path in update_docs(root):
+        print(f"updated {path}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="furiosa-artifacts",
+        description="A reproducible catalog of deployable vision models (ONNX fp32 + INT8).",
+        epilog="Exit codes: 0 ok, 1 problems found or command failed, 2 bad usage or unreadable input.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    lint = sub.add_parser("lint", help="check artifacts.yaml against the schema and the semantic rules",
+                          description="Check a catalog: JSON Schema plus semantic rules. Prints "
+                          "file:line:column: message for every problem.")
+    lint.add_argument("path", nargs="?", default="artifacts.yaml",
+                      help="catalog file or the directory holding it (default: ./artifacts.yaml)")
+    lint.add_argument("--json", action="store_true", help="machine-readable output")
+    lint.set_defaults(func=_cmd_lint)
+
+    docs = sub.add_parser("docs", help="regenerate generated documentation (README catalog table)",
+                          description="Regenerate the README's catalog table from artifacts.yaml.")
+    docs.add_argument("--root", default=".", help="repository root (default: .)")
+    docs.add_argument("--check", action="store_true", help="only report stale files (exit 1 if any)")
+    docs.set_defaults(func=_cmd_docs)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ArtifactsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

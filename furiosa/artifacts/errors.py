@@ -1,0 +1,56 @@
+"""Every exception this package raises on purpose.
+
+Each class also subclasses the builtin that fits, so callers that catch
+``ValueError`` or ``FileNotFoundError`` keep working, and each message says what
+to do next.
+"""
+
+from __future__ import annotations
+
+
+class ArtifactsError(Exception):
+    """Base class of all furiosa-artifacts errors."""
+
+
+class CatalogError(ArtifactsError, ValueError):
+    """The catalog (artifacts.yaml) cannot be read or is invalid."""
+
+
+class CatalogReadError(CatalogError):
+    """The catalog file is missing, unreadable, or not YAML of the expected shape."""
+
+
+class ModelNotFoundError(ArtifactsError, LookupError):
+    """No catalog entry matches the requested name/version."""
+
+
+class SpecError(ArtifactsError, ValueError):
+    """A model specification (specs.yaml) or build parameter is invalid."""
+
+
+class ImageError(ArtifactsError, ValueError):
+    """An input image cannot be decoded or has an unsupported shape/dtype."""
+
+
+class BinaryNotFoundError(ArtifactsError, FileNotFoundError):
+    """A model binary (ONNX file) is not present where the catalog says it is."""
+
+
+class UnsafePathError(ArtifactsError, ValueError):
+    """A path from the catalog or an archive would escape its root directory."""
+
+
+class DownloadError(ArtifactsError, OSError):
+    """A download failed (network, HTTP status, all mirrors exhausted)."""
+
+
+class ChecksumError(ArtifactsError, ValueError):
+    """A file's size or hash does not match the pinned value."""
+
+
+class BuildError(ArtifactsError, RuntimeError):
+    """A pipeline stage failed (export parity, quantization, ...)."""
+
+
+class GateError(BuildError):
+    """A quality gate from params.yaml was missed."""

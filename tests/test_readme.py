@@ -1,0 +1,38 @@
+"""The README stays true: generated catalog table, and the two set-up commands CI runs."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import REPO_ROOT, run_cli
+from furiosa.artifacts.catalog.entries import read_entries
+from furiosa.artifacts.docs import TABLE_END, TABLE_START, catalog_table
+
+
+def readme_commands():
+    text = (REPO_ROOT / "README.md").read_text()
+    return dict(re.findall(r"<!-- command:(\w+) -->\n```sh\n(.+)\n```", text))
+
+
+def test_catalog_table_matches_the_catalog():
+    text = (REPO_ROOT / "README.md").read_text()
+    block = text[text.index(TABLE_START) + len(TABLE_START):text.index(TABLE_END)].strip()
+    assert block == catalog_table(read_entries(REPO_ROOT)), "stale table: run `furiosa-artifacts docs`"
+    assert run_cli(["docs", "--check", "--root", str(REPO_ROOT)]).returncode == 0
+
+
+def test_docs_check_detects_a_stale_table(repo_copy):
+    catalog = repo_copy / "artifacts.yaml"
+    catalog.write_text(catalog.read_text().replace("family: ResNet\n", "family: ResNetV15\n", 1))
+    proc = run_cli(["docs", "--check", "--root", str(repo_copy)])
+    assert proc.returncode == 1 and "README.md: stale" in proc.stdout
+    assert run_cli(["docs", "--root", str(repo_copy)]).returncode == 0
+    assert "| ResNetV15 |" in (repo_copy / "README.md").read_text()
+    assert run_cli(["docs", "--check", "--root", str(repo_copy)]).returncode == 0
+
+
+def test_exactly_two_setup_commands_and_ci_runs_them():
+    commands = readme_commands()
+    assert set(commands) == {"main", "test"}
+    ci = (REPO_ROOT / ".ci" / "run").read_text()
+    assert "command:main" in ci and "command:test" in ci, ".ci/run must take its commands from the README"
