@@ -1,0 +1,390 @@
+"""int8 vs fp32 evaluation, quality gates, and ``metrics.json`` (DESIGN.md contract 7).
+
+Metrics are a flat mapping of names to numbers (``top1_agreement``, ``size_ratio``, ...)
+plus the ``weights`` and ``gates`` sections that :func:`apply_gates` adds. A gate key is
+``<metric>_min`` or ``<metric>_max`` from :data:`GATES`. Models built from synthetic
+weights record the same metrics but their gates are reported ``not_applicable``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from furiosa.artifacts.build._io import atomic_write_text
+from furiosa.artifacts.build._ort import cpu_session
+from furiosa.artifacts.errors import BuildError, GateError, SpecError
+
+__all__ = [
+    "GATES",
+    "WEIGHT_SOURCES",
+    "agreement_classification",
+    "agreement_detection",
+    "apply_gates",
+    "check_gates",
+    "count_onnx_params",
+    "file_size",
+    "latency_ratio",
+    "measure_latency",
+    "onnx_param_counts",
+    "write_metrics",
+]
+
+# gate key -> (metric it reads, "min" or "max")
+GATES: dict[str, tuple[str, str]] = {
+    # classification: int8 vs fp32 and vs labels
+    "top1_agreement_min": ("top1_agreement", "min"),
+    "top5_overlap_min": ("top5_overlap", "min"),
+    "accuracy_drop_max": ("accuracy_drop", "max"),
+    # detection: int8 detections matched to fp32 ones
+    "detection_f1_min": ("detection_f1", "min"),
+    "detection_precision_min": ("detection_precision", "min"),
+    "detection_recall_min": ("detection_recall", "min"),
+    "mean_iou_min": ("mean_iou", "min"),
+    "map_drop_max": ("map_drop", "max"),
+    # deployment
+    "int8_latency_ratio_max": ("int8_latency_ratio", "max"),
+    "size_ratio_max": ("size_ratio", "max"),
+}
+WEIGHT_SOURCES = ("url", "file", "train", "synthetic")
+
+
+# --------------------------------------------------------------------------- agreement
+
+
+def agreement_classification(fp32_logits: np.ndarray, int8_logits: np.ndarray, *, k: int = 5) -> dict[str, float]:
+    """How often int8 picks fp32's class: ``top1_agreement`` and, with >= k classes, ``top5_overlap``.
+
+    ``top5_overlap`` is the mean fraction of fp32's top-k classes also in int8's top-k.
+    Inputs are (N, classes) scores. Raises SpecError on mismatched or empty shapes.
+    """
+    a, b = np.asarray(fp32_logits), np.asarray(int8_logits)
+    if a.ndim != 2 or a.shape != b.shape or a.shape[0] == 0:
+        raise SpecError(f"logits must be two (N, classes) arrays of one shape, got {a.shape} and {b.shape}")
+    result = {"top1_agreement": float(np.mean(a.argmax(1) == b.argmax(1))), "num_samples": int(a.shape[0])}
+    if a.shape[1] >= k:
+        top_a, top_b = np.argsort(-a, axis=1)[:, :k], np.argsort(-b, axis=1)[:, :k]
+        overlap = [len(set(x) & set(y)) / k for x, y in zip(top_a.tolist(), top_b.tolist())]
+        result[f"top{k}_overlap"] = float(np.mean(overlap))
+    return result
+
+
+def agreement_detection(fp32_dets: Sequence[Any], int8_dets: Sequence[Any], *, iou: float = 0.5) -> dict[str, float]:
+    """Match int8 detections to fp32 ones per image (same class, IoU >= ``iou``), greedy by int8 score.
+
+    Each image's detections are a (K, 6) array ``[x1, y1, x2, y2, score, class]``, a
+    sequence of ``(box_xyxy, score, class)``, a ``(boxes, scores, classes)`` tuple, or a
+    mapping with ``boxes``, ``scores`` and ``classes`` (or ``labels``). Returns
+    ``detection_precision`` (matched / int8 count), ``detection_recall`` (matched / fp32
+    count), ``detection_f1``, ``mean_iou`` of the matches, and the counts. With no
+    detections on either side the sets agree: precision, recall, F1 and mean IoU are 1.0;
+    with detections but no match they are 0.0. Raises SpecError on malformed input.
+    """
+    if len(fp32_dets) != len(int8_dets):
+        raise SpecError(f"fp32 has detections for {len(fp32_dets)} images, int8 for {len(int8_dets)}")
+    matched, n_ref, n_int8, ious = 0, 0, 0, []
+    for image, (ref_raw, new_raw) in enumerate(zip(fp32_dets, int8_dets)):
+        ref, new = _dets(ref_raw, f"fp32 image {image}"), _dets(new_raw, f"int8 image {image}")
+        n_ref, n_int8 = n_ref + len(ref), n_int8 + len(new)
+        if not len(ref) or not len(new):
+            continue
+        overlap = _iou_matrix(new[:, :4], ref[:, :4])
+        overlap[new[:, 5][:, None] != ref[:, 5][None, :]] = -1.0
+        taken = np.zeros(len(ref), dtype=bool)
+        for i in np.argsort(-new[:, 4], kind="stable"):
+            candidates = np.where(taken, -1.0, overlap[i])
+            j = int(candidates.argmax())
+            if candidates[j] >= iou:
+                taken[j] = True
+                matched += 1
+                ious.append(float(candidates[j]))
+    if n_ref == n_int8 == 0:
+        precision = recall = f1 = mean_iou = 1.0
+    else:
+        precision = matched / n_int8 if n_int8 else 0.0
+        recall = matched / n_ref if n_ref else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if matched else 0.0
+        mean_iou = float(np.mean(ious)) if ious else 0.0
+    return {"detection_precision": precision, "detection_recall": recall, "detection_f1": f1,
+            "mean_iou": mean_iou, "num_fp32_detections": n_ref, "num_int8_detections": n_int8,
+            "num_matched": matched}
+
+
+def _dets(value: Any, where: str) -> np.ndarray:
+    if isinstance(value, Mapping):
+        classes = value.get("classes", value.get("labels"))
+        if "boxes" not in value or "scores" not in value or classes is None:
+            raise SpecError(f"{where}: a detection mapping needs boxes, scores and classes (or labels)")
+        value = (value["boxes"], value["scores"], classes)
+    if isinstance(value, tuple) and len(value) == 3 and _is_matrix(value[0]):
+        boxes, scores, classes = (np.asarray(v, dtype=np.float64) for v in value)
+        if boxes.shape[1:] != (4,) or scores.shape != (len(boxes),) or classes.shape != (len(boxes),):
+            raise SpecError(f"{where}: boxes (K, 4), scores (K,), classes (K,) expected, got "
+                            f"{boxes.shape}, {scores.shape}, {classes.shape}")
+        return np.column_stack([boxes, scores, classes]) if len(boxes) else np.zeros((0, 6))
+    if isinstance(value, np.ndarray) and value.ndim == 2:
+        array = value.astype(np.float64)
+    else:
+        try:
+            array = np.array([[*np.asarray(box, dtype=np.float64).reshape(4), float(score), float(cls)]
+                              for box, score, cls in value], dtype=np.float64).reshape(-1, 6)
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"{where}: detections must be (box_xyxy, score, class) triples: {exc}") from exc
+    if array.ndim != 2 or array.shape[1] != 6:
+        raise SpecError(f"{where}: detections must be (K, 6) [x1, y1, x2, y2, score, class], got {array.shape}")
+    return array
+
+
+def _is_matrix(value: Any) -> bool:
+    try:
+        return np.asarray(value, dtype=np.float64).ndim == 2
+    except (TypeError, ValueError):  # a ragged (box, score, class) triple
+        return False
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+# --------------------------------------------------------------------------- speed and size
+
+
+def measure_latency(
+    onnx_path: Path, input_feed: Mapping[str, np.ndarray], *, batch: int, warmup: int, repeats: int, threads: int,
+) -> dict[str, float]:
+    """Median and p90 wall time (ms) of one ``session.run`` at ``batch`` on the CPU provider.
+
+    ``intra_op_num_threads`` is pinned to ``threads`` (inter-op sequential) and reported.
+    Each input's first axis is cut or tiled to ``batch``. Raises SpecError for
+    non-positive counts or an empty feed.
+    """
+    session, feed = _latency_setup(onnx_path, input_feed, batch=batch, warmup=warmup, repeats=repeats,
+                                   threads=threads)
+    for _ in range(warmup):
+        session.run(None, feed)
+    return _summary(_timed(session, feed, repeats), batch=batch, threads=threads, warmup=warmup)
+
+
+def latency_ratio(
+    fp32_path: Path, int8_path: Path, input_feed: Mapping[str, np.ndarray], *,
+    batch: int, warmup: int, repeats: int, threads: int, rounds: int = 3,
+) -> dict[str, Any]:
+    """Measure fp32 and int8 head to head, alternating ``rounds`` blocks of ``repeats`` runs.
+
+    Returns ``fp32`` and ``int8`` latency summaries (as :func:`measure_latency`) over all
+    rounds and ``int8_latency_ratio`` = int8 median / fp32 median. Alternating in one
+    process keeps machine noise from favouring one side. Raises SpecError as
+    :func:`measure_latency`.
+    """
+    if not isinstance(rounds, int) or rounds < 1:
+        raise SpecError(f"rounds must be a positive integer, got {rounds!r}")
+    setups = [_latency_setup(p, input_feed, batch=batch, warmup=warmup, repeats=repeats, threads=threads)
+              for p in (fp32_path, int8_path)]
+    for session, feed in setups:
+        for _ in range(warmup):
+            session.run(None, feed)
+    times: list[list[float]] = [[], []]
+    for _ in range(rounds):
+        for side, (session, feed) in enumerate(setups):
+            times[side] += _timed(session, feed, repeats)
+    fp32, int8 = (_summary(t, batch=batch, threads=threads, warmup=warmup) for t in times)
+    return {"fp32": fp32, "int8": int8, "int8_latency_ratio": int8["median_ms"] / fp32["median_ms"]}
+
+
+def _latency_setup(path: Path, input_feed: Mapping[str, np.ndarray], *, batch: int, warmup: int, repeats: int,
+                   threads: int) -> tuple[Any, dict[str, np.ndarray]]:
+    for name, value, low in (("batch", batch, 1), ("warmup", warmup, 0), ("repeats", repeats, 1),
+                             ("threads", threads, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise SpecError(f"latency {name} must be an integer >= {low}, got {value!r}")
+    if not input_feed:
+        raise SpecError("latency input_feed is empty")
+    feed = {}
+    for name, value in input_feed.items():
+        array = np.asarray(value)
+        feed[name] = np.ascontiguousarray(array[:batch] if len(array) >= batch
+                                          else np.resize(array, (batch, *array.shape[1:])))
+    return cpu_session(Path(path), threads=threads), feed
+
+
+def _timed(session: Any, feed: dict[str, np.ndarray], repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
+def _summary(times_ms: list[float], *, batch: int, threads: int, warmup: int) -> dict[str, float]:
+    ordered = sorted(times_ms)
+    p90 = ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
+    return {"median_ms": statistics.median(ordered), "p90_ms": p90, "mean_ms": statistics.fmean(ordered),
+            "min_ms": ordered[0], "threads": threads, "batch": batch, "repeats": len(ordered), "warmup": warmup,
+            "cpu_count": os.cpu_count() or 0}
+
+
+def file_size(path: Path) -> int:
+    """Size of ``path`` in bytes. Raises FileNotFoundError (builtin) when missing."""
+    return Path(path).stat().st_size
+
+
+# Inputs that are scales or zero points, by operator (0-based input positions).
+_QPARAM_INPUTS: dict[str, frozenset[int]] = {
+    "QuantizeLinear": frozenset({1, 2}), "DequantizeLinear": frozenset({1, 2}),
+    "QLinearConv": frozenset({1, 2, 4, 5, 6, 7}), "QLinearMatMul": frozenset({1, 2, 4, 5, 6, 7}),
+    "QLinearAdd": frozenset({1, 2, 4, 5, 6, 7}), "QLinearMul": frozenset({1, 2, 4, 5, 6, 7}),
+    "QGemm": frozenset({1, 2, 4, 5, 7, 8}),
+    "QLinearSigmoid": frozenset({1, 2, 3, 4}), "QLinearLeakyRelu": frozenset({1, 2, 3, 4}),
+    "QLinearGlobalAveragePool": frozenset({1, 2, 3, 4}), "QLinearAveragePool": frozenset({1, 2, 3, 4}),
+    "QLinearSoftmax": frozenset({1, 2, 3, 4}), "QLinearReduceMean": frozenset({1, 2, 3, 4}),
+}
+# Initializer types that are not weights (shapes, axes, indices, masks).
+_NON_PARAM_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.BOOL, onnx.TensorProto.STRING}
+
+
+def onnx_param_counts(path: Path) -> dict[str, int]:
+    """Element counts of an ONNX file's initializers: ``params`` and ``quantization_params``.
+
+    ``params`` are weights and biases (float, int8/uint8 weights, int32 quantized biases);
+    scales and zero points feeding Q/DQ and QLinear* operators are counted in
+    ``quantization_params`` instead, so ``params`` of an int8 model is comparable to its
+    fp32 model (per-channel scales would otherwise inflate it). int64/bool initializers
+    (shapes, axes) are neither. Note the torchscript exporter folds BatchNorm into Conv,
+    so ``params`` is below the PyTorch module's parameter count. Raises BuildError for an
+    unreadable file.
+    """
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (OSError, ValueError, onnx.checker.ValidationError) as exc:
+        raise BuildError(f"cannot read {path} as ONNX: {exc}") from exc
+    qparams = set()
+    for node in _all_nodes(model.graph):
+        positions = _QPARAM_INPUTS.get(node.op_type)
+        if positions is None and node.op_type == "QLinearConcat":
+            positions = frozenset(i for i in range(len(node.input)) if i < 2 or (i - 2) % 3)
+        for i, name in enumerate(node.input):
+            if positions and i in positions:
+                qparams.add(name)
+    counts = {"params": 0, "quantization_params": 0}
+    for init in model.graph.initializer:
+        if init.data_type in _NON_PARAM_TYPES:
+            continue
+        key = "quantization_params" if init.name in qparams else "params"
+        counts[key] += int(np.prod(init.dims, dtype=np.int64))
+    return counts
+
+
+def count_onnx_params(path: Path) -> int:
+    """Weights and biases in an ONNX file, scales and zero points excluded (see :func:`onnx_param_counts`)."""
+    return onnx_param_counts(path)["params"]
+
+
+def _all_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _all_nodes(attr.g)
+            for sub in attr.graphs:
+                yield from _all_nodes(sub)
+
+
+# --------------------------------------------------------------------------- gates and metrics
+
+
+def _validate_gates(gates: Mapping[str, Any]) -> None:
+    unknown = sorted(k for k in gates if k not in GATES)
+    if unknown:
+        raise SpecError(f"unknown gate(s) {', '.join(map(repr, unknown))}; known gates: {', '.join(GATES)}")
+    for key, threshold in gates.items():
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise SpecError(f"gate {key!r} must be a finite number, got {threshold!r}")
+
+
+def check_gates(model_name: str, metrics: Mapping[str, Any], gates: Mapping[str, float]) -> None:
+    """Raise GateError naming the model, metric, value and gate for every gate missed.
+
+    A gate whose metric was not measured counts as missed. Raises SpecError for an
+    unknown gate key or a non-numeric threshold, BuildError for a non-numeric metric.
+    """
+    _validate_gates(gates)
+    failures = []
+    for key, threshold in gates.items():
+        metric, kind = GATES[key]
+        value = metrics.get(metric)
+        if value is None:
+            failures.append(f"{metric} was not measured but gate {key} = {threshold} needs it")
+        elif isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise BuildError(f"{model_name}: metric {metric} is {value!r}, not a number; gate {key} cannot be checked")
+        elif (value < threshold) if kind == "min" else (value > threshold):
+            op = "<" if kind == "min" else ">"
+            failures.append(f"{metric} {value:.6g} {op} gate {key} {threshold:g}")
+    if failures:
+        raise GateError(f"{model_name}: quality gate(s) missed: " + "; ".join(failures))
+
+
+def apply_gates(
+    model_name: str, metrics: Mapping[str, Any], gates: Mapping[str, float], *, weights_source: str,
+) -> dict[str, Any]:
+    """Return ``metrics`` plus ``weights`` and ``gates`` sections, enforcing gates unless synthetic.
+
+    ``weights`` is ``{"source": ..., "deployable": source != "synthetic"}``. For synthetic
+    weights every gate is recorded ``not_applicable`` (with value and threshold, nothing
+    enforced); otherwise :func:`check_gates` runs and each gate is recorded ``pass``.
+    Raises SpecError for an unknown source or gate key, GateError when a gate is missed.
+    """
+    if weights_source not in WEIGHT_SOURCES:
+        raise SpecError(f"weights source {weights_source!r} is not one of {', '.join(WEIGHT_SOURCES)}")
+    synthetic = weights_source == "synthetic"
+    if synthetic:
+        _validate_gates(gates)
+    else:
+        check_gates(model_name, metrics, gates)
+    status = "not_applicable" if synthetic else "pass"
+    report = {key: {"status": status, "threshold": threshold, "value": metrics.get(GATES[key][0])}
+              for key, threshold in gates.items()}
+    return {**metrics, "weights": {"source": weights_source, "deployable": not synthetic}, "gates": report}
+
+
+def write_metrics(path: Path, metrics: Mapping[str, Any]) -> None:
+    """Write ``metrics`` as JSON atomically: sorted keys, floats to 6 significant digits.
+
+    numpy scalars and arrays, tuples and paths are converted. Raises BuildError for NaN,
+    infinity, or a value JSON cannot hold, naming its key.
+    """
+    text = json.dumps(_jsonable(metrics, "metrics"), sort_keys=True, indent=2, allow_nan=False) + "\n"
+    atomic_write_text(path, text)
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise BuildError(f"metric {where} is {value}; metrics must be finite numbers")
+        return float(f"{value:.6g}")
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise BuildError(f"metric {where} has type {type(value).__name__}, which JSON cannot hold")

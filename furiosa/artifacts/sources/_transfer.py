@@ -1,0 +1,195 @@
+"""One transfer attempt (HTTP GET with resume, or a local copy) into a partial file.
+
+Attempts raise :class:`Transient` (retry the same source), :class:`Permanent` (move on to
+the next source) or :class:`LocalWriteError` (the local disk failed: stop). Retrying,
+verification and the order of sources live in :mod:`furiosa.artifacts.sources.download`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import http.client
+import re
+import socket
+import ssl
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from furiosa.artifacts.sources import _fs
+
+USER_AGENT = "furiosa-artifacts (python-urllib)"
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class Transient(Exception):
+    """Retry the same source (after backoff); ``restart`` drops the partial first."""
+
+    def __init__(self, reason: str, *, restart: bool = False, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason, self.restart, self.retry_after = reason, restart, retry_after
+
+
+class Permanent(Exception):
+    """Give up on this source and move to the next one."""
+
+
+class LocalWriteError(Exception):
+    """Writing the partial file failed: a local problem no other source can fix."""
+
+    def __init__(self, path: Path, error: OSError):
+        super().__init__(str(error))
+        self.path, self.error = path, error
+
+
+def describe(exc: BaseException, timeout: float) -> tuple[bool, str]:
+    """(transient?, human reason) for an exception raised while talking to a server."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code in RETRY_STATUSES, f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        exc = exc.reason if isinstance(exc.reason, BaseException) else OSError(str(exc.reason))
+    if isinstance(exc, socket.gaierror):
+        return False, f"cannot resolve host name ({exc.strerror or exc}); offline?"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return False, f"TLS certificate verification failed ({exc.verify_message})"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return True, f"timed out (no data for {timeout:g} s)"
+    if isinstance(exc, ConnectionRefusedError):
+        return True, "connection refused (server down?)"
+    if isinstance(exc, http.client.InvalidURL):
+        return False, f"invalid URL ({exc})"
+    if isinstance(exc, (ConnectionError, http.client.HTTPException)):
+        return True, f"connection lost ({type(exc).__name__}: {exc})"
+    if isinstance(exc, OSError):
+        return True, f"network error ({exc.strerror or exc})"
+    return False, f"{type(exc).__name__}: {exc}"
+
+
+def _retry_after(exc: urllib.error.HTTPError) -> float | None:
+    value = exc.headers.get("Retry-After") if exc.headers else None
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    parsed = email.utils.parsedate_to_datetime(value) if value else None
+    return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _content_range(value: str | None) -> tuple[int, int, int | None] | None:
+    match = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", value or "")
+    if not match:
+        return None
+    total = None if match.group(3) == "*" else int(match.group(3))
+    return int(match.group(1)), int(match.group(2)), total
+
+
+def _open_partial(partial: Path, mode: str):
+    try:
+        return open(partial, mode)
+    except OSError as exc:
+        raise LocalWriteError(partial, exc) from exc
+
+
+def _pump(read, partial: Path, mode: str, *, start: int, size: int | None, bar: tqdm) -> int:
+    """Copy ``read(n)`` chunks into ``partial`` (opened with ``mode``); return the new length."""
+    fh = _open_partial(partial, mode)
+    received = start
+    try:
+        while True:
+            chunk = read(_fs.CHUNK_SIZE)  # network errors propagate to the caller
+            if not chunk:
+                break
+            received += len(chunk)
+            if size is not None and received > size:
+                raise Permanent(f"sent more than the expected {size} bytes (wrong file?)")
+            try:
+                _fs.write_chunk(fh, chunk)
+            except OSError as exc:
+                raise LocalWriteError(partial, exc) from exc
+            bar.update(len(chunk))
+    finally:
+        try:
+            _fs.finish_file(fh)  # keep what arrived, durable, for a resume
+        except OSError as exc:
+            raise LocalWriteError(partial, exc) from exc
+        finally:
+            with contextlib.suppress(OSError):
+                fh.close()
+    return received
+
+
+def http_attempt(url: str, partial: Path, *, size: int | None, timeout: float, bar: tqdm) -> None:
+    """One GET of ``url`` into ``partial``, resuming from its current length."""
+    offset = partial.stat().st_size if partial.exists() else 0
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except ValueError as exc:  # malformed URL
+        raise Permanent(f"invalid URL ({exc})") from exc
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code == 416 and offset:
+            raise Transient("server refused the resume range (HTTP 416)", restart=True) from exc
+        transient, reason = describe(exc, timeout)
+        if transient:
+            raise Transient(reason, retry_after=_retry_after(exc)) from exc
+        raise Permanent(reason) from exc
+    with response:
+        length = response.headers.get("Content-Length")
+        length = int(length) if length and length.isdigit() else None
+        if response.status == 206 and offset:
+            parsed = _content_range(response.headers.get("Content-Range"))
+            if parsed is None or parsed[0] != offset:
+                raise Transient(
+                    f"bad Content-Range {response.headers.get('Content-Range')!r} for a resume from byte {offset}",
+                    restart=True,
+                )
+            total = parsed[2]
+            if size is not None and total is not None and total != size:
+                raise Permanent(f"server reports {total} bytes, expected {size} (wrong file?)")
+            mode, start = "ab", offset
+            expected_end = total if total is not None else (offset + length if length is not None else size)
+        elif response.status == 206:
+            raise Permanent("HTTP 206 to a request without Range")
+        else:  # 200: whole body, whether or not we asked for a range
+            if size is not None and length is not None and length != size:
+                raise Permanent(f"server reports {length} bytes, expected {size} (wrong file?)")
+            mode, start = "wb", 0
+            expected_end = length if length is not None else size
+        bar.reset(total=expected_end if expected_end is not None else size)
+        bar.update(start)
+        # read1 returns what has arrived, so a timeout loses nothing already received
+        read = getattr(response, "read1", response.read)
+        received = _pump(read, partial, mode, start=start, size=size, bar=bar)
+    if expected_end is not None and received < expected_end:
+        raise Transient(f"connection closed after {received} of {expected_end} bytes")
+
+
+def local_attempt(path: str, partial: Path, *, size: int | None, bar: tqdm) -> None:
+    src = Path(path)
+    if not src.is_file():
+        raise Permanent("not found")
+    actual = src.stat().st_size
+    if size is not None and actual != size:
+        raise Permanent(f"size is {actual} bytes, expected {size}")
+    bar.reset(total=actual)
+    try:
+        fin = open(src, "rb")
+    except OSError as exc:
+        raise Permanent(f"cannot read ({exc.strerror or exc})") from exc
+
+    def read(n: int) -> bytes:
+        try:
+            return fin.read(n)
+        except OSError as exc:
+            raise Permanent(f"cannot read ({exc.strerror or exc})") from exc
+
+    with fin:
+        _pump(read, partial, "wb", start=0, size=size, bar=bar)

@@ -1,0 +1,357 @@
+"""Verified, resumable downloads into the shared cache.
+
+Order in which sources are tried (first success wins):
+
+1. the cache (``blobs/sha256/<hex>``, re-hashed): a hit never touches the network;
+2. ``dest`` itself when it already holds the right bytes;
+3. the mirrors in ``$FURIOSA_ARTIFACTS_MIRRORS`` (the user set them explicitly), in order;
+4. the ``mirrors`` argument, in order;
+5. the ``urls`` argument, in order (the official sources from params.yaml).
+
+A mirror is a base URL (``http(s)://``, ``file://``) or a local directory; the file is looked
+up there under its basename (``filename`` or the last path segment of the first URL).
+``$FURIOSA_ARTIFACTS_MIRRORS`` separates entries by whitespace or :data:`os.pathsep` (URLs with
+a ``:port`` are recognised, so ``http://host:8080/w:/srv/weights`` is two entries).
+
+HTTP transfers stream into ``blobs/sha256/<hex>.incomplete``. Connection errors, timeouts,
+truncated bodies, 408/429 and 5xx are retried on the same URL with exponential backoff,
+resuming with ``Range: bytes=<have>-`` (a 206 must carry a matching ``Content-Range``; a 200
+restarts from zero). 4xx statuses (404, 403, ...) and failed name resolution move on to the
+next source without retrying. Each completed file is checked against ``size`` and ``sha256``;
+a mismatch deletes the partial and moves on. After a transient failure of every source, the
+partial is kept so that the next call resumes it; a full disk deletes it and stops at once.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import posixpath
+import random
+import re
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from furiosa.artifacts.errors import ChecksumError, DownloadError, SpecError
+from furiosa.artifacts.sources import _fs, cache
+from furiosa.artifacts.sources._transfer import (
+    LocalWriteError,
+    Permanent,
+    Transient,
+    describe,
+    http_attempt,
+    local_attempt,
+)
+
+__all__ = ["ENV_MIRRORS", "Candidate", "download", "parse_mirrors", "plan_candidates"]
+
+log = logging.getLogger(__name__)
+
+ENV_MIRRORS = "FURIOSA_ARTIFACTS_MIRRORS"
+_HTTP_SCHEMES = ("http", "https")
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One place to fetch the file from: ``kind`` is ``"http"``, ``"local"`` or ``"invalid"``."""
+
+    kind: str
+    location: str
+    origin: str  # "env mirror", "mirror" or "url"
+    note: str = ""  # why an invalid candidate cannot be used
+
+
+# --------------------------------------------------------------------------- candidates
+
+_MIRROR_TOKEN = re.compile(
+    rf"(?P<url>[A-Za-z][A-Za-z0-9+.\-]*://(?:\[[^\]\s]*\]|[^\s:/]*)(?::\d+)?(?:/[^\s{re.escape(os.pathsep)}]*)?)"
+    rf"|(?P<path>[^\s{re.escape(os.pathsep)}]+)"
+)
+
+
+def parse_mirrors(value: str | None) -> list[str]:
+    """Split a ``$FURIOSA_ARTIFACTS_MIRRORS`` value into entries (see the module docstring)."""
+    if not value:
+        return []
+    return [m.group(0) for m in _MIRROR_TOKEN.finditer(value)]
+
+
+def _basename(urls: Sequence[str], filename: str | None) -> str | None:
+    if filename is not None:
+        name = filename
+    elif urls:
+        first = urls[0]
+        if "://" in first:
+            name = posixpath.basename(urllib.parse.unquote(urllib.parse.urlsplit(first).path))
+        else:
+            name = Path(first).name
+    else:
+        return None
+    if not name or name in {".", ".."} or "/" in name or "\\" in name or "\0" in name:
+        return None
+    return name
+
+
+def _classify(location: str, origin: str) -> Candidate:
+    scheme = urllib.parse.urlsplit(location).scheme.lower() if "://" in location else ""
+    if scheme in _HTTP_SCHEMES:
+        return Candidate("http", location, origin)
+    if scheme == "file":
+        return Candidate("local", urllib.request.url2pathname(urllib.parse.urlsplit(location).path), origin)
+    if scheme:
+        return Candidate("invalid", location, origin, f"unsupported URL scheme {scheme!r}")
+    return Candidate("local", str(Path(location).expanduser()), origin)
+
+
+def _mirror_candidate(base: str, name: str | None, origin: str) -> Candidate:
+    if name is None:
+        return Candidate("invalid", base, origin, "no file name to look up (pass filename=...)")
+    if "://" in base and urllib.parse.urlsplit(base).scheme.lower() in _HTTP_SCHEMES:
+        return Candidate("http", base.rstrip("/") + "/" + urllib.parse.quote(name), origin)
+    directory = _classify(base, origin)
+    if directory.kind != "local":
+        return directory
+    if not Path(directory.location).is_dir():
+        return Candidate("invalid", base, origin, "mirror directory does not exist")
+    return Candidate("local", str(Path(directory.location) / name), origin)
+
+
+def plan_candidates(
+    urls: Sequence[str], *, mirrors: Sequence[str] = (), filename: str | None = None
+) -> list[Candidate]:
+    """The sources :func:`download` would try, in order (env mirrors, ``mirrors``, ``urls``)."""
+    name = _basename(urls, filename)
+    planned = [_mirror_candidate(m, name, "env mirror") for m in parse_mirrors(os.environ.get(ENV_MIRRORS))]
+    planned += [_mirror_candidate(m, name, "mirror") for m in mirrors]
+    planned += [_classify(u, "url") for u in urls]
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for cand in planned:
+        if (cand.kind, cand.location) not in seen:
+            seen.add((cand.kind, cand.location))
+            unique.append(cand)
+    return unique
+
+
+# --------------------------------------------------------------------------- transfers
+
+
+def _fetch_candidate(
+    cand: Candidate,
+    partial: Path,
+    *,
+    sha256: str,
+    size: int | None,
+    retries: int,
+    timeout: float,
+    backoff: float,
+    bar: tqdm,
+) -> str | None:
+    """Fill ``partial`` with verified bytes from ``cand``; return None or why it failed."""
+    if cand.kind == "invalid":
+        return cand.note
+    failures = 0
+    clean_restart_done = False
+    while True:
+        resumed = partial.exists() and partial.stat().st_size > 0 and cand.kind == "http"
+        try:
+            if cand.kind == "http":
+                http_attempt(cand.location, partial, size=size, timeout=timeout, bar=bar)
+            else:
+                local_attempt(cand.location, partial, size=size, bar=bar)
+        except Permanent as exc:
+            _fs.remove_quietly(partial)
+            return str(exc)
+        except (Transient, OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, Transient):
+                reason, retry_after = exc.reason, exc.retry_after
+                if exc.restart:
+                    _fs.remove_quietly(partial)
+            else:
+                transient, reason = describe(exc, timeout)
+                retry_after = None
+                if not transient:
+                    return reason
+            failures += 1
+            if failures > retries:
+                attempts = f"{failures} attempt{'s' if failures > 1 else ''}"
+                return f"{reason} ({attempts})"
+            delay = min(MAX_BACKOFF_S, backoff * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, MAX_BACKOFF_S))
+            log.warning("%s: %s; retry %d of %d in %.1f s", cand.location, reason, failures, retries, delay)
+            time.sleep(delay)
+            continue
+        try:
+            cache.verify_file(partial, sha256=sha256, size=size)
+        except ChecksumError as exc:
+            _fs.remove_quietly(partial)
+            if resumed and not clean_restart_done:
+                # the kept prefix may be what is wrong: download this source once from zero
+                clean_restart_done = True
+                log.warning("%s: %s after resuming; downloading again from zero", cand.location, exc)
+                continue
+            return str(exc).replace(f"{partial}: ", "")
+        return None
+
+
+def _disk_full_error(path: Path, needed: int | None, error: OSError | None) -> DownloadError:
+    need = f"at least {needed} bytes " if needed else ""
+    err = DownloadError(
+        f"no space left on device for {path}: free {need}on that file system, or set "
+        f"{cache.ENV_HOME} to a directory on a larger disk, then run again"
+    )
+    err.errno = error.errno if error is not None else 28  # ENOSPC
+    return err
+
+
+def _failure_message(
+    name: str, sha256: str, size: int | None, tried: list[tuple[Candidate, str]], partial: Path
+) -> str:
+    what = f"{name or 'file'} (sha256 {sha256}" + (f", {size} bytes)" if size is not None else ")")
+    lines = [f"could not download {what}; tried:"]
+    lines += [f"  - {cand.location} [{cand.origin}]: {reason}" for cand, reason in tried]
+    if not tried:
+        lines.append("  (no URL or mirror given)")
+    if partial.exists():
+        lines.append(
+            f"A partial download ({partial.stat().st_size} bytes) is kept at {partial}; running again resumes it."
+        )
+    holder = name or f"the file with sha256 {sha256}"
+    lines.append(
+        f"To fix: check the network or proxy settings and the URLs, or set {ENV_MIRRORS} to a "
+        f"directory (or base URL) holding {holder}, or explicitly request synthetic weights "
+        "(seeded random init, marked not deployable) for an offline test build."
+    )
+    return "\n".join(lines)
+
+
+def download(
+    urls: Sequence[str],
+    *,
+    sha256: str,
+    size: int | None,
+    dest: Path | None = None,
+    mirrors: Sequence[str] = (),
+    filename: str | None = None,
+    retries: int = 3,
+    timeout: float = 30.0,
+    backoff: float = 1.0,
+    progress: bool = True,
+    link: bool = False,
+) -> Path:
+    """Fetch a file by its sha256 through the cache, from the first source that works.
+
+    The order of sources and the retry rules are in the module docstring. Returns ``dest``
+    (written atomically: a copy, or a hardlink to the read-only cache entry with ``link``)
+    or, without ``dest``, the cache entry itself. ``retries`` counts extra attempts per
+    source; ``timeout`` bounds each connect and each read; ``backoff`` is the first delay
+    in seconds (doubling, capped at 30 s); ``progress`` shows a tqdm bar on stderr.
+
+    Raises:
+        SpecError: ``sha256``/``size``/``retries`` is malformed.
+        DownloadError: every source failed (the message lists each source and why, and
+            what to do), or the disk is full (``errno`` ENOSPC; the partial is removed).
+    """
+    if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+        raise SpecError(f"sha256 must be 64 hexadecimal characters, got {sha256!r}")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise SpecError(f"size must be a non-negative integer or None, got {size!r}")
+    if isinstance(urls, (str, bytes)):
+        raise SpecError("urls must be a list of URLs, not a single string")
+    if retries < 0:
+        raise SpecError(f"retries must be >= 0, got {retries!r}")
+    sha256 = sha256.lower()
+    dest = Path(dest) if dest is not None else None
+
+    def deliver(blob: Path) -> Path:
+        if dest is None:
+            return blob
+        try:
+            return _fs.atomic_copy(blob, dest, link=link)
+        except OSError as exc:
+            if _fs.is_disk_full(exc):
+                raise _disk_full_error(dest, size, exc) from exc
+            raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+
+    hit = cache.lookup("sha256", sha256, size=size)
+    if hit is not None:
+        return deliver(hit)
+    if dest is not None and dest.is_file():
+        try:
+            cache.verify_file(dest, sha256=sha256, size=size)
+            return dest
+        except ChecksumError:
+            pass  # replaced below, atomically
+    candidates = plan_candidates(urls, mirrors=mirrors, filename=filename)
+    name = _basename(urls, filename) or ""
+    blob = cache.cache_path("sha256", sha256)
+    partial = _fs.incomplete_path(blob)
+    with cache.blob_lock("sha256", sha256):
+        hit = cache.lookup("sha256", sha256, size=size)  # another process may have finished it
+        if hit is not None:
+            return deliver(hit)
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        if partial.exists() and size is not None and partial.stat().st_size > size:
+            _fs.remove_quietly(partial)
+        have = partial.stat().st_size if partial.exists() else 0
+        if size is not None and have == size:  # finished earlier but never committed
+            try:
+                cache.verify_file(partial, sha256=sha256, size=size)
+                _fs.commit(partial, blob, readonly=True)
+                return deliver(blob)
+            except ChecksumError:
+                _fs.remove_quietly(partial)
+                have = 0
+        if size is not None and shutil.disk_usage(blob.parent).free < size - have:
+            raise _disk_full_error(partial, size - have, None)
+        tried: list[tuple[Candidate, str]] = []
+        with tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=name or sha256[:12],
+            file=sys.stderr,
+            disable=not progress,
+            leave=False,
+        ) as bar:
+            for cand in candidates:
+                try:
+                    reason = _fetch_candidate(
+                        cand,
+                        partial,
+                        sha256=sha256,
+                        size=size,
+                        retries=retries,
+                        timeout=timeout,
+                        backoff=backoff,
+                        bar=bar,
+                    )
+                except LocalWriteError as exc:
+                    _fs.remove_quietly(partial)
+                    if _fs.is_disk_full(exc.error):
+                        raise _disk_full_error(exc.path, size, exc.error) from exc.error
+                    raise DownloadError(
+                        f"cannot write {exc.path}: {exc.error.strerror or exc.error}; check the "
+                        f"permissions there or set {cache.ENV_HOME} to a writable directory"
+                    ) from exc.error
+                if reason is None:
+                    _fs.commit(partial, blob, readonly=True)
+                    return deliver(blob)
+                log.info("%s: %s", cand.location, reason)
+                tried.append((cand, reason))
+        error = DownloadError(_failure_message(name, sha256, size, tried, partial))
+        error.attempts = tried  # type: ignore[attr-defined]
+        raise error
