@@ -168,3 +168,21 @@ def test_help_and_usage_errors():
     assert proc.returncode == 0 and "--json" in proc.stdout
     proc = run_cli(["no-such-command"])
     assert proc.returncode == 2
+
+
+def test_unbuilt_pipeline_outputs_pass_with_a_note(repo_copy):
+    proc = run_cli(["lint", str(repo_copy / "artifacts.yaml")], cwd=repo_copy)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "note:" in proc.stderr and "models/MLCommonsResNet50/int8.onnx" in proc.stderr
+    assert "furiosa-artifacts build" in proc.stderr
+
+
+def test_onnx_entries_point_at_pipeline_outputs():
+    from furiosa.artifacts.catalog.pipeline import declared_outputs
+
+    declared = declared_outputs(REPO_ROOT)
+    data = yaml.safe_load((REPO_ROOT / "artifacts.yaml").read_text())
+    onnx = [a for a in data["artifacts"] if a["format"] == "onnx"]
+    code = {a["name"] for a in data["artifacts"] if a["format"] == "code"}
+    assert {a["name"] for a in onnx} == {f"{n}_INT8" for n in code}
+    assert all(a["location"] in declared for a in onnx)

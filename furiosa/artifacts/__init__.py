@@ -1,0 +1,51 @@
+"""furiosa-artifacts: a reproducible catalog of deployable vision models.
+
+    >>> import furiosa.artifacts as fa
+    >>> fa.list_models("*ssd*")
+    ['MLCommonsSSDResNet34', 'MLCommonsSSDMobileNet']
+    >>> model = fa.load("MLCommonsSSDMobileNet")            # int8 by default; precision="fp32" too
+    >>> detections = model.run("photo.jpg")[0]
+
+Everything here works without torch.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import List, Optional
+
+from furiosa.artifacts.errors import ArtifactsError
+
+__all__ = ["ArtifactsError", "list_models", "load"]
+
+
+def list_models(pattern: Optional[str] = None, *, task: Optional[str] = None, root: Optional[Path] = None) -> List[str]:
+    """Catalog names of the models with pre/postprocessing (``code`` entries), in catalog order.
+
+    ``pattern`` is a shell-style wildcard matched case- and punctuation-insensitively against the
+    whole name (``"*ssd-resnet34"`` matches ``MLCommonsSSDResNet34``); ``task`` filters by
+    ``classification`` or ``detection``.
+    """
+    from furiosa.artifacts.catalog.entries import normalize_name, read_entries
+    from furiosa.artifacts.layout import package_repo_root
+    from furiosa.artifacts.vision.specs import load_spec
+
+    names = [e.name for e in read_entries(Path(root) if root else package_repo_root(), validate=False)
+             if e.format == "code"]
+    if pattern is not None:
+        wanted = "".join(ch for ch in pattern.lower() if ch.isalnum() or ch in "*?[]")
+        names = [n for n in names if fnmatch.fnmatchcase(normalize_name(n), wanted)]
+    if task is not None:
+        names = [n for n in names if load_spec(n).task == task]
+    return names
+
+
+def load(name: str, *, version: Optional[str] = None, precision: str = "int8", root: Optional[Path] = None):
+    """The model object of catalog entry ``name`` (see :class:`furiosa.artifacts.model.Model`).
+
+    Raises ModelNotFoundError, BinaryNotFoundError (with the command that builds or pulls it).
+    """
+    from furiosa.artifacts.loader import load_from_repo
+
+    return load_from_repo(name, precision=precision, version=version, root=root)

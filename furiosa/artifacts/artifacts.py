@@ -29,3 +29,8 @@ def MLCommonsSSDResNet34(*, precision: str = "int8") -> Model:
 def MLCommonsSSDMobileNet(*, precision: str = "int8") -> Model:
     """MLPerf SSD-MobileNet-v1, COCO detector (300x300, 91 classes)."""
     return load_from_repo("MLCommonsSSDMobileNet", precision=precision)
+
+
+def DigitsConvNet(*, precision: str = "int8") -> Model:
+    """DigitsConvNet, 8x8 handwritten digit classifier trained in the pipeline (scikit-learn digits)."""
+    return load_from_repo("DigitsConvNet", precision=precision)

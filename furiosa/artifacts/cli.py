@@ -18,7 +18,7 @@ EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
 
 def _cmd_lint(args: argparse.Namespace) -> int:
-    from furiosa.artifacts.catalog.lint import lint_catalog
+    from furiosa.artifacts.catalog.lint import lint_catalog, unbuilt_binaries
 
     try:
         problems = lint_catalog(Path(args.path))
@@ -35,6 +35,10 @@ def _cmd_lint(args: argparse.Namespace) -> int:
             print(problem)
         if problems:
             print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        unbuilt = unbuilt_binaries(Path(args.path))
+        if unbuilt:
+            print(f"note: {len(unbuilt)} binaries are pipeline outputs not built here yet ({', '.join(unbuilt)}): "
+                  "run `furiosa-artifacts build` or `dvc pull`", file=sys.stderr)
     return EXIT_PROBLEMS if problems else EXIT_OK
 
 
@@ -49,6 +53,17 @@ def _cmd_docs(args: argparse.Namespace) -> int:
         return EXIT_PROBLEMS if stale else EXIT_OK
     for path in update_docs(root):
         print(f"updated {path}")
+    return EXIT_OK
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from furiosa.artifacts.pipeline.build import build, format_summary
+
+    rows = build(Path(args.root), weights=args.weights, models=args.model, push=not args.no_push)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_summary(rows))
     return EXIT_OK
 
 
@@ -69,6 +84,25 @@ def build_parser() -> argparse.ArgumentParser:
                       help="catalog file or the directory holding it (default: ./artifacts.yaml)")
     lint.add_argument("--json", action="store_true", help="machine-readable output")
     lint.set_defaults(func=_cmd_lint)
+
+    from furiosa.artifacts.cli_storage import register as register_storage
+
+    register_storage(sub)
+
+    build = sub.add_parser(
+        "build", help="rebuild the binaries with the DVC pipeline (dvc repro + dvc push)",
+        description="Run the DVC pipeline (weights -> export -> calibrate -> quantize -> evaluate) and push the "
+        "binaries to the default DVC remote. --weights synthetic builds the four seed models from seeded random "
+        "weights for offline use (marked synthetic, not for deployment); --weights official downloads the pinned "
+        "official weights.")
+    build.add_argument("--weights", choices=("official", "synthetic"),
+                       help="set base.weights in params.yaml first (default: keep it)")
+    build.add_argument("--model", action="append", default=[], metavar="NAME",
+                       help="build only this model (repeatable; default: all)")
+    build.add_argument("--no-push", action="store_true", help="do not push to the DVC remote")
+    build.add_argument("--root", default=".", help="repository root (default: .)")
+    build.add_argument("--json", action="store_true", help="print the summary as JSON")
+    build.set_defaults(func=_cmd_build)
 
     docs = sub.add_parser("docs", help="regenerate generated documentation (README catalog table)",
                           description="Regenerate the README's catalog table from artifacts.yaml.")

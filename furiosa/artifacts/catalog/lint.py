@@ -224,3 +224,20 @@ def lint_catalog(path: Path, *, pipeline_outputs: Optional[Iterable[str]] = None
 
         pipeline_outputs = declared_outputs(path.parent)
     return lint_document(doc, pipeline_outputs=pipeline_outputs)
+
+
+def unbuilt_binaries(path: Path) -> List[str]:
+    """Binary locations the catalog names that the pipeline declares but that are not built (or pulled) yet."""
+    import yaml
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "artifacts.yaml"
+    try:
+        data = yaml.safe_load(path.read_text("utf-8")) or {}
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: PyYAML's constructor on a bad date
+        return []
+    entries = data.get("artifacts") if isinstance(data, dict) else None
+    return [e["location"] for e in entries or [] if isinstance(e, dict) and e.get("format") in ("onnx", "tflite")
+            and isinstance(e.get("location"), str) and _safe_relative(path.parent, e["location"]) is None
+            and not (path.parent / e["location"]).is_file()]

@@ -1,25 +1,68 @@
-"""What the DVC pipeline (dvc.yaml) declares, read without importing DVC."""
+"""What the DVC pipeline declares, read without importing DVC (lint must stay fast).
+
+Understands the subset of dvc.yaml this repository uses: plain stages and ``foreach: ${dict}``
+over a mapping in params.yaml with ``${key}`` / ``${item.x}`` in output paths.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Set
+from typing import Any, Dict, Iterable, Set
 
 import yaml
 
+_VAR = re.compile(r"\$\{([^}]+)\}")
+
+
+def _lookup(context: Dict[str, Any], dotted: str) -> Any:
+    value: Any = context
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def _expand(text: str, context: Dict[str, Any]) -> str:
+    return _VAR.sub(lambda m: str(_lookup(context, m.group(1).strip())), text)
+
+
+def _out_paths(outs: Iterable[Any]) -> Iterable[str]:
+    for out in outs or []:
+        if isinstance(out, str):
+            yield out
+        elif isinstance(out, dict):
+            yield from (k for k in out if isinstance(k, str))
+
 
 def declared_outputs(root: Path) -> Set[str]:
-    """Output paths recorded for the pipeline in ``dvc.lock`` (empty when there is none)."""
-    lock = Path(root) / "dvc.lock"
-    if not lock.is_file():
-        return set()
-    try:
-        data = yaml.safe_load(lock.read_text("utf-8")) or {}
-    except yaml.YAMLError:
-        return set()
+    """Output paths the pipeline declares (dvc.yaml outs/metrics/plots, foreach expanded), plus dvc.lock's."""
+    root = Path(root)
     outs: Set[str] = set()
-    for stage in (data.get("stages") or {}).values():
-        for out in (stage or {}).get("outs") or []:
-            if isinstance(out, dict) and isinstance(out.get("path"), str):
-                outs.add(out["path"])
+    try:
+        pipeline = yaml.safe_load((root / "dvc.yaml").read_text("utf-8")) or {}
+        params = yaml.safe_load((root / "params.yaml").read_text("utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        pipeline, params = {}, {}
+    for stage in (pipeline.get("stages") or {}).values():
+        if not isinstance(stage, dict):
+            continue
+        body = stage.get("do", stage)
+        paths = [p for key in ("outs", "metrics", "plots") for p in _out_paths(body.get(key))]
+        foreach = stage.get("foreach")
+        if foreach is None:
+            outs.update(paths)
+            continue
+        try:
+            items = _lookup(params, foreach.strip()[2:-1]) if isinstance(foreach, str) else foreach
+            pairs = items.items() if isinstance(items, dict) else enumerate(items)
+            for key, item in pairs:
+                outs.update(_expand(p, {"key": key, "item": item}) for p in paths)
+        except (KeyError, TypeError, AttributeError):
+            continue
+    try:
+        lock = yaml.safe_load((root / "dvc.lock").read_text("utf-8")) or {}
+        for stage in (lock.get("stages") or {}).values():
+            outs.update(o["path"] for o in (stage or {}).get("outs") or [] if isinstance(o, dict) and "path" in o)
+    except (OSError, yaml.YAMLError):
+        pass
     return outs

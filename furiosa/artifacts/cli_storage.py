@@ -1,0 +1,145 @@
+"""``furiosa-artifacts pull`` and ``furiosa-artifacts publish``: the storage subcommands.
+
+:func:`register` adds them to the main parser's subparsers; each handler returns the exit
+code (0 ok, 1 failure) and prints errors as ``error: ...`` on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from furiosa.artifacts.errors import ArtifactsError
+from furiosa.artifacts.storage.resolver import DEFAULT_JOBS
+
+EXIT_OK, EXIT_FAILED = 0, 1
+PRECISION_CHOICES = ("int8", "fp32", "all")
+
+
+def _fail(message: str, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"ok": False, "error": message, "resolved": [], "failed": []}, indent=2))
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _binaries(entry, precision: str | None) -> list[tuple[str, str]]:
+    """``(relpath, precision)`` of the binaries a catalog entry stands for.
+
+    A ``code`` entry has one per precision (``models/<name>/<precision>.onnx``; int8 by default);
+    an ``onnx``/``tflite`` entry is the one file at its ``location``.
+
+    Raises:
+        ModelNotFoundError: a file entry was asked for another precision than its own.
+    """
+    from furiosa.artifacts.errors import ModelNotFoundError
+    from furiosa.artifacts.layout import PRECISIONS, binary_relpath
+
+    if entry.format == "code":
+        precisions = PRECISIONS if precision == "all" else (precision or "int8",)
+        return [(binary_relpath(entry.name, p), p) for p in precisions]
+    own = Path(entry.location).stem
+    label = own if own in PRECISIONS else entry.format
+    if precision not in (None, "all", own):
+        raise ModelNotFoundError(
+            f"catalog entry {entry.name!r} is the single {label} binary {entry.location}; drop --precision, "
+            f"or ask for the model's code entry with --precision {precision}"
+        )
+    return [(entry.location, label)]
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    from furiosa.artifacts.catalog.entries import find_entry, read_entries
+    from furiosa.artifacts.storage.resolver import checkout, resolve_binaries
+
+    root = Path(args.root)
+    if args.verbose:
+        logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+        logging.getLogger("furiosa.artifacts.storage").setLevel(logging.INFO)
+    try:
+        entries = read_entries(root)
+        wanted = {}  # relpath -> (name, precision)
+        for name in args.names:
+            entry = find_entry(entries, name)
+            for relpath, precision in _binaries(entry, args.precision):
+                wanted[relpath] = (entry.name, precision)
+        report = resolve_binaries(root, list(wanted), remote=args.remote, jobs=args.jobs, verbose=args.verbose,
+                                  retries=args.retries, progress=not args.json and sys.stderr.isatty())
+        rows, failed = [], []
+        for resolved in report.resolved:
+            name, precision = wanted[resolved.relpath]
+            path = resolved.path if args.no_checkout else checkout(root, resolved)
+            rows.append({"name": name, "precision": precision, **resolved.as_dict(), "path": str(path)})
+    except ArtifactsError as exc:
+        return _fail(str(exc), args.json)
+    for relpath, exc in report.failed.items():
+        name, precision = wanted[relpath]
+        failed.append({"name": name, "precision": precision, "relpath": relpath, "error": str(exc)})
+    if args.json:
+        print(json.dumps({"ok": not failed, "resolved": rows, "failed": failed}, indent=2))
+    else:
+        for row in rows:
+            print(f"{row['name']} {row['precision']}: {row['path']} ({row['source']})")
+        for row in failed:
+            print(f"error: {row['name']} {row['precision']}: {row['error']}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from furiosa.artifacts.storage.publish import publish_lfs
+
+    try:
+        report = publish_lfs(Path(args.root), args.lfs, branch=args.branch, message=args.message,
+                             lfs_url=args.lfs_url, remote=args.remote, progress=not args.json and sys.stderr.isatty())
+    except ArtifactsError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "error": str(exc)}, indent=2))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps({"ok": True, **report.as_dict()}, indent=2))
+    else:
+        state = "published" if report.changed else "already up to date:"
+        print(f"{state} {report.branch} {report.commit[:12]} ({len(report.files)} files, "
+              f"{len(report.lfs_files)} LFS binaries) to {report.as_dict()['git_url']}")
+    return EXIT_OK
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``pull`` and ``publish`` subcommands (each sets ``func`` to its handler)."""
+    pull = subparsers.add_parser(
+        "pull", help="fetch the binaries of catalog models (verified, cached; no DVC needed)",
+        description="Resolve the ONNX binaries of catalog entries by their md5 in dvc.lock: the workspace, the DVC "
+        "cache, the shared cache ($FURIOSA_ARTIFACTS_HOME), then the DVC remote (local directory, http(s):// or "
+        "s3://). Fetched files are verified, cached and copied into the workspace.")
+    pull.add_argument("names", nargs="+", metavar="NAME", help="catalog name (case and punctuation are ignored)")
+    pull.add_argument("--precision", choices=PRECISION_CHOICES,
+                      help="which binary of a code entry (default: int8); an onnx entry is its own single file")
+    pull.add_argument("--remote", help="DVC remote name from .dvc/config (default: the default remote)")
+    pull.add_argument("--root", default=".", help="repository root (default: .)")
+    pull.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help=f"parallel transfers (default: {DEFAULT_JOBS})")
+    pull.add_argument("--retries", type=int, default=3,
+                      help="extra attempts per transfer after a network error (default: 3)")
+    pull.add_argument("--no-checkout", action="store_true",
+                      help="only fill the cache; print the cached paths instead of writing the workspace")
+    pull.add_argument("--verbose", action="store_true", help="show where each binary was looked for")
+    pull.add_argument("--json", action="store_true", help="machine-readable output")
+    pull.set_defaults(func=_cmd_pull)
+
+    publish = subparsers.add_parser(
+        "publish", help="publish the catalog and its binaries to a Git LFS repository",
+        description="Commit the catalog (git-tracked files) and the binaries dvc.lock records under models/ "
+        "(as Git LFS objects, .gitattributes generated) to a branch of GIT_URL and push it.")
+    publish.add_argument("--lfs", required=True, metavar="GIT_URL", help="git repository to publish to")
+    publish.add_argument("--root", default=".", help="repository root (default: .)")
+    publish.add_argument("--branch", default="main", help="branch to publish (default: main)")
+    publish.add_argument("--lfs-url", help="separate Git LFS server URL (written to .lfsconfig)")
+    publish.add_argument("--remote", help="DVC remote for binaries not found locally")
+    publish.add_argument("--message", help="commit message")
+    publish.add_argument("--json", action="store_true", help="machine-readable output")
+    publish.set_defaults(func=_cmd_publish)

@@ -1,0 +1,125 @@
+"""params.yaml: the build recipe of every model, read and validated in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Mapping
+
+import yaml
+
+from furiosa.artifacts.errors import SpecError
+
+PARAMS_FILE = "params.yaml"
+WEIGHT_MODES = ("official", "synthetic")
+MODEL_KEYS = {"network", "source", "export", "calibration", "quantization", "evaluation", "gates"}
+BASE_KEYS = {"seed", "weights", "latency"}
+LATENCY_KEYS = {"warmup", "repeats", "threads", "batch", "rounds"}
+SAMPLES_KEYS = {"count", "size", "seed"}
+EXPORT_KEYS = {"opset", "rtol", "atol"}
+CALIBRATION_KEYS = {"data", "count", "offset"}
+EVALUATION_KEYS = {"data", "count", "offset"}
+DATA_KINDS = ("samples", "train", "heldout")
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """One model's section of params.yaml (``models.<name>``)."""
+
+    name: str
+    network: str
+    source: Dict[str, Any]
+    export: Dict[str, Any]
+    calibration: Dict[str, Any]
+    quantization: Dict[str, Any]
+    evaluation: Dict[str, Any]
+    gates: Dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Params:
+    """All of params.yaml, validated."""
+
+    path: Path
+    seed: int
+    weights: str
+    latency: Dict[str, int]
+    samples: Dict[str, Any]
+    models: Dict[str, ModelParams]
+
+    def model(self, name: str) -> ModelParams:
+        """The section of ``name``. Raises SpecError naming the known models."""
+        try:
+            return self.models[name]
+        except KeyError:
+            raise SpecError(f"{self.path}: no section models.{name}; known: {', '.join(self.models)}") from None
+
+
+def _keys(where: str, value: Any, allowed: set, *, required: set | None = None) -> Dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{where}: expected a mapping, got {type(value).__name__}")
+    unknown = sorted(set(value) - allowed)
+    missing = sorted((allowed if required is None else required) - set(value))
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    if missing:
+        raise SpecError(f"{where}: missing key(s) {', '.join(missing)}")
+    return dict(value)
+
+
+def _positive_int(where: str, value: Any, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpecError(f"{where}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _data(where: str, value: Any) -> Dict[str, Any]:
+    data = _keys(where, value, CALIBRATION_KEYS, required={"data", "count"})
+    if data["data"] not in DATA_KINDS:
+        raise SpecError(f"{where}.data: {data['data']!r} is not one of {', '.join(DATA_KINDS)}")
+    _positive_int(f"{where}.count", data["count"])
+    data.setdefault("offset", 0)
+    _positive_int(f"{where}.offset", data["offset"], minimum=0)
+    return data
+
+
+def load_params(path: Path) -> Params:
+    """Read and validate params.yaml.
+
+    Raises:
+        SpecError: the file is missing, not YAML, or a section has unknown/missing keys or bad
+            values; the message names the file and the dotted key.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such file (the pipeline's build recipe)") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: invalid YAML: {exc}") from None
+    top = _keys(f"{path}", raw, {"base", "samples", "models"})
+    base = _keys(f"{path}: base", top["base"], BASE_KEYS)
+    if base["weights"] not in WEIGHT_MODES:
+        raise SpecError(f"{path}: base.weights: {base['weights']!r} is not one of {', '.join(WEIGHT_MODES)}")
+    latency = _keys(f"{path}: base.latency", base["latency"], LATENCY_KEYS)
+    for key in LATENCY_KEYS:
+        _positive_int(f"{path}: base.latency.{key}", latency[key], minimum=0 if key == "warmup" else 1)
+    samples = _keys(f"{path}: samples", top["samples"], SAMPLES_KEYS)
+    _positive_int(f"{path}: samples.count", samples["count"])
+    models: Dict[str, ModelParams] = {}
+    if not isinstance(top["models"], Mapping) or not top["models"]:
+        raise SpecError(f"{path}: models: expected a non-empty mapping of catalog names")
+    for name, section in top["models"].items():
+        where = f"{path}: models.{name}"
+        m = _keys(where, section, MODEL_KEYS)
+        export = _keys(f"{where}.export", m["export"], EXPORT_KEYS)
+        _positive_int(f"{where}.export.opset", export["opset"], minimum=7)
+        if not isinstance(m["source"], Mapping) or "type" not in m["source"]:
+            raise SpecError(f"{where}.source: expected a mapping with a 'type' (url, file, train, synthetic)")
+        models[name] = ModelParams(
+            name=name, network=str(m["network"]), source=dict(m["source"]), export=export,
+            calibration=_data(f"{where}.calibration", m["calibration"]), quantization=dict(m["quantization"]),
+            evaluation=_data(f"{where}.evaluation", m["evaluation"]), gates=dict(m["gates"] or {}),
+        )
+    return Params(path=path, seed=_positive_int(f"{path}: base.seed", base["seed"], minimum=0),
+                  weights=base["weights"], latency=latency, samples=samples, models=models)

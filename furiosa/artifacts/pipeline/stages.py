@@ -1,0 +1,169 @@
+"""One function per pipeline stage; ``stages/*.py`` parse arguments and call these.
+
+Every output path comes in as an argument (dvc.yaml names them once); every output is written
+atomically by the build library.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from furiosa.artifacts.errors import BuildError
+from furiosa.artifacts.pipeline.params import ModelParams, Params
+from furiosa.artifacts.pipeline.weights import load_weights, read_provenance
+
+log = logging.getLogger(__name__)
+
+
+def _spec(name: str) -> Any:
+    from furiosa.artifacts.vision.specs import load_spec
+
+    return load_spec(name)
+
+
+def export_stage(params: Params, name: str, *, weights: Path, out: Path, report: Path) -> Dict[str, Any]:
+    """Export the fp32 ONNX of ``name`` and record the parity report."""
+    from furiosa.artifacts.build._io import atomic_write_text
+    from furiosa.artifacts.build.export import export_onnx
+
+    spec, export = _spec(name), params.model(name).export
+    result = export_onnx(load_weights(name, weights), input_shape=(1, *spec.input.shape), input_name=spec.input.name,
+                         output_names=list(spec.output_names), out=out, opset=int(export["opset"]),
+                         rtol=float(export["rtol"]), atol=float(export["atol"]), seed=params.seed)
+    data = result.to_dict()
+    data["path"] = str(out)
+    atomic_write_text(report, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    return data
+
+
+def _select(files: Sequence[Path], section: Dict[str, Any], where: str) -> List[Path]:
+    offset, count = int(section.get("offset", 0)), int(section["count"])
+    chosen = list(files)[offset:offset + count]
+    if len(chosen) < count:
+        raise BuildError(f"{where}: asked for {count} images from offset {offset}, only {len(chosen)} available; "
+                         "raise samples.count in params.yaml or lower the count")
+    return chosen
+
+
+def _digits(params: Params, name: str) -> Any:
+    from furiosa.artifacts.build.train import digits_split
+
+    train = params.model(name).source.get("train") or {}
+    return digits_split(seed=params.seed, test_fraction=float(train["test_fraction"]))
+
+
+def model_inputs(params: Params, name: str, section: Dict[str, Any], *, samples: Path,
+                 where: str) -> Tuple[np.ndarray, np.ndarray | None, List[Any], List[Path]]:
+    """Preprocessed inputs for a calibration/evaluation section: (tensor, labels, contexts, files)."""
+    kind = section["data"]
+    if kind in ("train", "heldout"):
+        split = _digits(params, name)
+        x, y = (split.x_train, split.y_train) if kind == "train" else (split.x_test, split.y_test)
+        offset, count = int(section.get("offset", 0)), int(section["count"])
+        return x[offset:offset + count], y[offset:offset + count], [], []
+    from furiosa.artifacts.pipeline.samples import sample_files
+    from furiosa.artifacts.vision.preprocess import preprocess
+
+    files = _select(sample_files(samples), section, where)
+    tensor, contexts = preprocess(files, _spec(name))
+    return tensor, None, contexts, files
+
+
+def calibrate_stage(params: Params, name: str, *, samples: Path, out: Path) -> Dict[str, Any]:
+    """Write the calibration set (``calibration.npz``) for ``name``."""
+    from furiosa.artifacts.build.calibrate import calibration_from_array, calibration_from_images
+    from furiosa.artifacts.pipeline.samples import sample_files
+    from furiosa.artifacts.vision.preprocess import preprocess
+
+    section = params.model(name).calibration
+    where = f"params.yaml: models.{name}.calibration"
+    if section["data"] == "samples":
+        spec = _spec(name)
+        files = _select(sample_files(samples), section, where)
+        info = calibration_from_images(samples, preprocess=lambda rgb: preprocess(rgb, spec)[0][0], out=out,
+                                       names=[f.name for f in files])
+    else:
+        tensor, _, _, _ = model_inputs(params, name, section, samples=samples, where=where)
+        info = calibration_from_array(tensor, out=out)
+    return info.to_dict()
+
+
+def quantize_stage(params: Params, name: str, *, fp32: Path, calibration: Path, out: Path,
+                   report: Path) -> Dict[str, Any]:
+    """Quantize the fp32 ONNX of ``name`` to int8 with the settings in params."""
+    from furiosa.artifacts.build._io import atomic_write_text
+    from furiosa.artifacts.build.quantize import QuantSettings, quantize_model
+
+    settings = QuantSettings.from_params(params.model(name).quantization,
+                                         where=f"params.yaml: models.{name}.quantization")
+    result = quantize_model(fp32, calibration=calibration, out=out, settings=settings).to_dict()
+    atomic_write_text(report, json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
+    return result
+
+
+def _run(path: Path, tensor: np.ndarray, *, threads: int, batch: int = 8) -> Dict[str, np.ndarray]:
+    from furiosa.artifacts.build._ort import cpu_session
+
+    session = cpu_session(path, threads=threads)
+    name = session.get_inputs()[0].name
+    names = [o.name for o in session.get_outputs()]
+    parts: Dict[str, List[np.ndarray]] = {n: [] for n in names}
+    for start in range(0, len(tensor), batch):
+        for key, value in zip(names, session.run(None, {name: tensor[start:start + batch]})):
+            parts[key].append(value)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def _detections(outputs: Dict[str, np.ndarray], contexts: List[Any], spec: Any) -> List[np.ndarray]:
+    from furiosa.artifacts.vision.postprocess import postprocess
+
+    per_image = postprocess(outputs, contexts, spec)
+    return [np.array([[*d.box, d.score, d.category_id] for d in dets], dtype=np.float64).reshape(-1, 6)
+            for dets in per_image]
+
+
+def evaluate_stage(params: Params, name: str, *, fp32: Path, int8: Path, samples: Path, weights_record: Path,
+                   export_report: Path, quantize_report: Path, out: Path) -> Dict[str, Any]:
+    """Measure int8 against fp32 (agreement, accuracy, latency, size), apply the gates, write metrics."""
+    from furiosa.artifacts.build.evaluate import (apply_gates, agreement_classification, agreement_detection,
+                                                  count_onnx_params, file_size, latency_ratio, write_metrics)
+
+    model: ModelParams = params.model(name)
+    spec = _spec(name)
+    provenance = read_provenance(weights_record)
+    threads = int(params.latency["threads"])
+    tensor, labels, contexts, files = model_inputs(params, name, model.evaluation, samples=samples,
+                                                   where=f"params.yaml: models.{name}.evaluation")
+    log.info("%s: evaluating fp32 and int8 on %d inputs", name, len(tensor))
+    ref, new = _run(fp32, tensor, threads=threads), _run(int8, tensor, threads=threads)
+    metrics: Dict[str, Any] = {"model": name, "task": spec.task, "evaluation_inputs": int(len(tensor)),
+                               "evaluation_data": model.evaluation["data"]}
+    if spec.task == "classification":
+        key = spec.output_names[0]
+        metrics.update(agreement_classification(ref[key], new[key]))
+        if labels is not None:
+            fp32_acc = float(np.mean(ref[key].argmax(1) == labels))
+            int8_acc = float(np.mean(new[key].argmax(1) == labels))
+            metrics.update(fp32_accuracy=fp32_acc, int8_accuracy=int8_acc, accuracy_drop=fp32_acc - int8_acc)
+    else:
+        metrics.update(agreement_detection(_detections(ref, contexts, spec), _detections(new, contexts, spec)))
+    lat = params.latency
+    timing = latency_ratio(fp32, int8, {spec.input.name: tensor[:1]}, batch=int(lat["batch"]),
+                           warmup=int(lat["warmup"]), repeats=int(lat["repeats"]), threads=threads,
+                           rounds=int(lat["rounds"]))
+    metrics.update(fp32_latency_ms=timing["fp32"]["median_ms"], int8_latency_ms=timing["int8"]["median_ms"],
+                   int8_latency_ratio=timing["int8_latency_ratio"], latency=timing)
+    sizes = {"fp32_bytes": file_size(fp32), "int8_bytes": file_size(int8)}
+    metrics.update(sizes, size_ratio=sizes["int8_bytes"] / sizes["fp32_bytes"],
+                   parameters=count_onnx_params(fp32))
+    metrics["export"] = json.loads(Path(export_report).read_text("utf-8"))
+    metrics["quantization"] = json.loads(Path(quantize_report).read_text("utf-8"))
+    metrics["provenance"] = provenance
+    result = apply_gates(name, metrics, model.gates, weights_source=provenance["source"])
+    write_metrics(out, result)
+    return result

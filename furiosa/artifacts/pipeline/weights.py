@@ -1,0 +1,145 @@
+"""The weights stage: official download, local file, training, or explicitly requested synthetic init.
+
+Whatever the source, the output is a plain PyTorch state_dict in our module's layout
+(``weights.pt``, read back with ``torch.load(..., weights_only=True)``) plus ``weights.json``,
+the provenance record every later stage copies forward. Nothing falls back from one source to
+another: ``base.weights: synthetic`` is the only way to get random weights for a url/file source,
+and every artifact built that way is marked ``synthetic`` and ``deployable: false``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Dict
+
+from furiosa.artifacts.build._io import atomic_write_bytes, atomic_write_text
+from furiosa.artifacts.errors import SpecError
+from furiosa.artifacts.pipeline.params import ModelParams, Params
+
+log = logging.getLogger(__name__)
+
+#: How a downloaded/local file becomes our state_dict (``source.convert``).
+CONVERTERS = ("torch_state_dict", "mlperf_onnx")
+
+
+def create_network(name: str) -> Any:
+    """A freshly initialised PyTorch module for catalog model ``name``."""
+    from furiosa.artifacts.vision.models import create_model
+
+    return create_model(name)
+
+
+def _synthetic_state(name: str, seed: int, *, batches: int = 2, batch_size: int = 2) -> Dict[str, Any]:
+    """Seeded random init, with BatchNorm statistics measured on seeded noise.
+
+    Default BatchNorm statistics (mean 0, var 1) let activations of a random deep network grow layer
+    after layer until float32 rounding alone breaks the export parity gate (EfficientNetV2-S: 0.5 abs).
+    Measuring them on a few noise batches keeps activations normalised, like a trained network's.
+    """
+    import torch
+
+    from furiosa.artifacts.vision.specs import load_spec
+
+    torch.manual_seed(seed)
+    network = create_network(name)
+    norms = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if norms:
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative average over the batches below
+        generator = torch.Generator().manual_seed(seed)
+        network.train()
+        with torch.no_grad():
+            for _ in range(batches):
+                network(torch.randn(batch_size, *load_spec(name).input.shape, generator=generator))
+        for norm in norms:
+            norm.momentum = 0.1
+    return network.eval().state_dict()
+
+
+def _converted_state(model: ModelParams, path: Path) -> Dict[str, Any]:
+    convert = model.source.get("convert")
+    if convert == "torch_state_dict":
+        from furiosa.artifacts.vision.convert import load_state_dict_file
+
+        return load_state_dict_file(path)
+    if convert == "mlperf_onnx":
+        from furiosa.artifacts.vision.convert import state_dict_from_onnx
+
+        return state_dict_from_onnx(path, model.name)
+    raise SpecError(f"params.yaml: models.{model.name}.source.convert: {convert!r} is not one of "
+                    f"{', '.join(CONVERTERS)}")
+
+
+def produce_weights(params: Params, name: str, *, out: Path, record: Path, repo_root: Path,
+                    progress: bool = True) -> Dict[str, Any]:
+    """Write ``out`` (state_dict) and ``record`` (provenance JSON) for model ``name``.
+
+    Raises:
+        SpecError: invalid source section.
+        DownloadError, ChecksumError, UnsafePathError: from fetching a url/file source.
+        BuildError: the converted weights do not fit the network.
+    """
+    import torch
+
+    from furiosa.artifacts.errors import BuildError
+
+    model = params.model(name)
+    kind = model.source["type"]
+    provenance: Dict[str, Any] = {"model": name, "type": kind}
+    if kind == "train":
+        from furiosa.artifacts.build.train import train_digits, validate_train_params
+
+        train = validate_train_params(model.source.get("train") or {}, where=f"params.yaml: models.{name}.source.train")
+        state, report = train_digits(train, seed=params.seed)
+        provenance.update(source="train", synthetic=False, seed=params.seed, train=train, report=report)
+    elif kind == "synthetic" or (kind in ("url", "file") and params.weights == "synthetic"):
+        state = _synthetic_state(name, params.seed)
+        provenance.update(source="synthetic", synthetic=True, deployable=False, seed=params.seed,
+                          note="seeded random initialisation, explicitly requested: not for deployment",
+                          official={k: model.source.get(k) for k in ("urls", "sha256", "size", "path")
+                                    if model.source.get(k) is not None})
+    elif kind in ("url", "file"):
+        from furiosa.artifacts.sources import fetch_weights
+
+        source = {k: v for k, v in model.source.items() if k != "convert"}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".weights-") as tmp:
+            raw = fetch_weights(source, dest=Path(tmp) / "download", repo_root=repo_root, progress=progress,
+                                where=f"params.yaml:models.{name}.source")
+            state = _converted_state(model, raw)
+        provenance.update(source=kind, synthetic=False, convert=model.source.get("convert"),
+                          sha256=model.source.get("sha256"), size=model.source.get("size"),
+                          urls=model.source.get("urls"), path=model.source.get("path"))
+    else:
+        raise SpecError(f"params.yaml: models.{name}.source.type: {kind!r} is not one of url, file, train, synthetic")
+
+    network = create_network(name)
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise BuildError(f"{name}: the {provenance['source']} weights do not fit the network: {exc}") from None
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}, buffer)
+    atomic_write_bytes(out, buffer.getvalue())
+    provenance["parameters"] = int(sum(p.numel() for p in network.parameters()))
+    atomic_write_text(record, json.dumps(provenance, indent=2, sort_keys=True, default=str) + "\n")
+    return provenance
+
+
+def load_weights(name: str, path: Path) -> Any:
+    """The network of ``name`` with the state_dict at ``path`` (``weights_only=True``), in eval mode."""
+    import torch
+
+    network = create_network(name)
+    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    return network.eval()
+
+
+def read_provenance(path: Path) -> Dict[str, Any]:
+    """The ``weights.json`` written by :func:`produce_weights`."""
+    return json.loads(Path(path).read_text("utf-8"))

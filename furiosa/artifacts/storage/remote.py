@@ -1,0 +1,132 @@
+"""DVC's configuration (``.dvc/config`` + ``.dvc/config.local``), read without importing DVC.
+
+The files are INI-like (configobj): ``[core] remote = NAME``, ``['remote "NAME"'] url = ...``
+plus per-remote options (``endpointurl``, ``access_key_id``, ...), and ``[cache] dir``.
+``config.local`` (git-ignored; where ``dvc remote modify --local`` writes secrets) overrides
+``config`` key by key. Relative local paths are relative to the ``.dvc`` directory.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from furiosa.artifacts.errors import DownloadError
+
+__all__ = ["Remote", "dvc_cache_dir", "read_config", "read_remote", "SUPPORTED_SCHEMES"]
+
+CONFIG_FILES = ("config", "config.local")
+SUPPORTED_SCHEMES = ("local", "http", "https", "s3")
+
+
+@dataclass(frozen=True)
+class Remote:
+    """One DVC remote: ``kind`` is ``local``, ``http`` (http and https) or ``s3``."""
+
+    name: str
+    url: str  # as configured; a local remote's absolute directory in ``path``
+    kind: str
+    path: Path | None = None  # local remotes only
+    options: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    def option(self, key: str, default: str | None = None) -> str | None:
+        return dict(self.options).get(key, default)
+
+    def describe(self) -> str:
+        """``remote 'NAME' (URL[, endpoint ...])`` for messages; never shows secrets."""
+        endpoint = self.option("endpointurl")
+        return f"remote {self.name!r} ({self.url}" + (f", endpoint {endpoint}" if endpoint else "") + ")"
+
+    def location(self, key: str) -> str:
+        """Where the object with this key lives, as a URL or path a user can look at."""
+        if self.kind == "local":
+            return str(self.path / key)  # type: ignore[operator]
+        return self.url.rstrip("/") + "/" + key
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def _section(name: str) -> tuple[str, str | None]:
+    """``core`` -> (core, None); ``'remote "team"'`` / ``remote "team"`` -> (remote, team)."""
+    match = re.fullmatch(r"\s*([A-Za-z_]+)\s+\"([^\"]*)\"\s*", _unquote(name))
+    if match:
+        return match.group(1).lower(), match.group(2)
+    return _unquote(name).strip().lower(), None
+
+
+def read_config(root: Path) -> dict[tuple[str, str | None], dict[str, str]]:
+    """``{(section, name): {key: value}}`` from ``.dvc/config`` then ``.dvc/config.local``.
+
+    Raises:
+        DownloadError: a config file is not parseable (the message names it).
+    """
+    merged: dict[tuple[str, str | None], dict[str, str]] = {}
+    for filename in CONFIG_FILES:
+        path = Path(root) / ".dvc" / filename
+        if not path.is_file():
+            continue
+        parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"), strict=False)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        try:
+            parser.read_string(path.read_text("utf-8"), source=str(path))
+        except configparser.Error as exc:
+            raise DownloadError(f"cannot parse DVC config {path}: {exc}".replace("\n", " ")) from None
+        for section in parser.sections():
+            values = merged.setdefault(_section(section), {})
+            values.update({key.lower(): _unquote(value) for key, value in parser.items(section)})
+    return merged
+
+
+def dvc_cache_dir(root: Path, config: dict | None = None) -> Path:
+    """The repository's DVC cache directory (``[cache] dir``, default ``.dvc/cache``)."""
+    config = read_config(root) if config is None else config
+    configured = config.get(("cache", None), {}).get("dir")
+    dvc_dir = Path(root) / ".dvc"
+    return (dvc_dir / Path(configured).expanduser()) if configured else dvc_dir / "cache"
+
+
+def read_remote(root: Path, name: str | None = None) -> Remote | None:
+    """The remote called ``name``, or the default one (``core.remote``); None if no default is set.
+
+    Raises:
+        DownloadError: ``name`` is not configured (known names are listed), the remote has no
+            ``url``, or its scheme is not one this resolver speaks (local, http(s), s3).
+    """
+    config = read_config(root)
+    known = sorted(n for (section, n) in config if section == "remote" and n is not None)
+    if name is None:
+        name = config.get(("core", None), {}).get("remote")
+        if not name:
+            return None
+    values = config.get(("remote", name))
+    if values is None:
+        raise DownloadError(
+            f"no DVC remote named {name!r} in {Path(root) / '.dvc' / 'config'} (known: {', '.join(known) or 'none'}); "
+            f"add it with `dvc remote add {name} URL` or pick one of the known names"
+        )
+    url = values.get("url")
+    if not url:
+        raise DownloadError(f"DVC remote {name!r} has no url; set it with `dvc remote modify {name} url URL`")
+    options = tuple(sorted((k, v) for k, v in values.items() if k != "url"))
+    scheme = urllib.parse.urlsplit(url).scheme.lower() if "://" in url else ""
+    if scheme in ("", "file"):
+        local = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path)) if scheme else Path(url)
+        path = (Path(root) / ".dvc" / local.expanduser()).absolute()
+        return Remote(name=name, url=url, kind="local", path=path, options=options)
+    if scheme in ("http", "https"):
+        return Remote(name=name, url=url, kind="http", options=options)
+    if scheme == "s3":
+        return Remote(name=name, url=url, kind="s3", options=options)
+    raise DownloadError(
+        f"DVC remote {name!r} ({url}) uses the {scheme}:// scheme, which the DVC-free resolver does not speak "
+        f"(it reads {', '.join(SUPPORTED_SCHEMES)} remotes); install DVC with that plugin and run `dvc pull`"
+    )

@@ -1,0 +1,1 @@
+"""Networks of the MLPerf Inference reference (mlcommons/inference, vision/classification_and_detection)."""

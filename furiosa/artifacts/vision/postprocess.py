@@ -1,0 +1,149 @@
+"""Postprocessing in numpy: classification top-k and SSD decoding + per-class NMS. No torch import.
+
+Detection follows the MLPerf reference for each model (settings from specs.yaml):
+
+* SSD-MobileNet (``models/ssd_mobilenet_v1.py`` ``SSD.filter_results``): sigmoid scores, TF box coder,
+  per class (1..90) score > 0.3, NMS IoU 0.6 with eps 1e-5 in the union; class index = COCO id.
+* SSD-ResNet34 (``models/ssd_r34.py`` ``Encoder.decode_single``): softmax over 81 classes, per class (1..80)
+  score > 0.05, best 200, NMS IoU 0.5, best 200 over all classes; contiguous class -> COCO id as the
+  reference's ``inv_map``. The reference IoU (``calc_iou_tensor``) fails to clamp negative overlaps
+  (``delta.clone().masked_fill_`` result is discarded), so boxes apart in both axes can suppress each other
+  there; we use the correct IoU.
+
+Boxes come back as ``x1, y1, x2, y2`` in original image pixels (the references multiply the normalised box
+by the original width/height), not clipped; detections are sorted by score, best first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import numpy as np
+
+from furiosa.artifacts.errors import SpecError
+from furiosa.artifacts.vision.anchors import generate_anchors
+from furiosa.artifacts.vision.boxes import decode
+from furiosa.artifacts.vision.labels import label_set
+from furiosa.artifacts.vision.nms import multiclass_nms
+from furiosa.artifacts.vision.preprocess import ImageContext
+from furiosa.artifacts.vision.specs import ModelSpec, load_spec
+
+Outputs = Union[Mapping[str, np.ndarray], Sequence[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Classification:
+    label_id: int  # class index in the label set (network output index + label_offset)
+    label: str
+    score: float  # softmax probability
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in original image pixels
+    score: float
+    category_id: int  # COCO category id
+    category_name: str
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    x = x - np.max(x, axis=-1, keepdims=True)
+    e = np.exp(x)
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def _scores(logits: np.ndarray, kind: str) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float32)
+    if kind == "sigmoid":
+        return np.float32(1.0) / (np.float32(1.0) + np.exp(-logits))
+    return _softmax(logits)
+
+
+def _named(outputs: Outputs, spec: ModelSpec) -> dict[str, np.ndarray]:
+    if isinstance(outputs, Mapping):
+        missing = [n for n in spec.output_names if n not in outputs]
+        if missing:
+            raise SpecError(f"{spec.name}: outputs lack {missing}; got {sorted(outputs)}")
+        return {n: np.asarray(outputs[n]) for n in spec.output_names}
+    if len(outputs) != len(spec.output_names):
+        raise SpecError(f"{spec.name}: expected {len(spec.output_names)} outputs {list(spec.output_names)}, "
+                        f"got {len(outputs)}")
+    return {n: np.asarray(o) for n, o in zip(spec.output_names, outputs)}
+
+
+def classify(logits: np.ndarray, spec: ModelSpec, *, top_k: Optional[int] = None) -> list[list[Classification]]:
+    """Logits (N, num_classes) -> per image the ``top_k`` (default from the spec) classes, best first.
+
+    Raises SpecError when the logits do not have the spec's shape.
+    """
+    logits = np.asarray(logits, dtype=np.float32)
+    if logits.ndim != 2 or logits.shape[1] != spec.num_classes:
+        raise SpecError(f"{spec.name}: expected logits (N, {spec.num_classes}), got {logits.shape}")
+    k = min(top_k or spec.postprocess.top_k or 1, spec.num_classes)
+    labels = label_set(spec.labels)
+    probs = _scores(logits, spec.postprocess.score)
+    results = []
+    for row in probs:
+        best = np.argsort(-row, kind="stable")[:k]
+        out = []
+        for index in best:
+            label_id = int(index) + spec.label_offset
+            name = labels.names[label_id] if label_id >= 0 else "__background__"
+            out.append(Classification(label_id=label_id, label=name, score=float(row[index])))
+        results.append(out)
+    return results
+
+
+def detect(loc: np.ndarray, conf: np.ndarray, contexts: Sequence[ImageContext],
+           spec: ModelSpec) -> list[list[Detection]]:
+    """Raw SSD heads loc (N, A, 4) and conf (N, A, C) -> per image detections in original pixels.
+
+    Raises SpecError when the shapes do not match the spec's anchors and classes or the number of contexts.
+    """
+    post = spec.postprocess
+    if post.anchors is None or post.box_coder is None:
+        raise SpecError(f"{spec.name}: the spec has no anchors/box_coder: not a detection model")
+    anchors = generate_anchors(post.anchors)
+    loc = np.asarray(loc, dtype=np.float32)
+    conf = np.asarray(conf, dtype=np.float32)
+    n, a = loc.shape[0] if loc.ndim == 3 else -1, len(anchors)
+    if loc.shape != (n, a, 4) or conf.shape != (n, a, spec.num_classes):
+        raise SpecError(f"{spec.name}: expected loc (N, {a}, 4) and conf (N, {a}, {spec.num_classes}), "
+                        f"got {loc.shape} and {conf.shape}")
+    if len(contexts) != n:
+        raise SpecError(f"{spec.name}: {n} images in the outputs but {len(contexts)} contexts")
+    labels = label_set(spec.labels)
+    boxes = decode(loc, anchors, post.box_coder)
+    results = []
+    for b in range(n):
+        scores = _scores(conf[b], post.score)
+        anchor_idx, class_idx, kept_scores = multiclass_nms(
+            boxes[b], scores, score_threshold=post.score_threshold, iou_threshold=post.nms_iou,
+            eps=post.nms_eps, per_class_top_k=post.per_class_top_k, max_detections=post.max_detections)
+        pixels = contexts[b].to_original(boxes[b][anchor_idx])
+        results.append([
+            Detection(box=tuple(float(v) for v in box), score=float(score),
+                      category_id=labels.category_ids[int(cls) + spec.label_offset],
+                      category_name=labels.names[int(cls) + spec.label_offset])
+            for box, score, cls in zip(pixels, kept_scores, class_idx)])
+    return results
+
+
+def postprocess(outputs: Outputs, contexts: Optional[Sequence[ImageContext]],
+                spec: Union[ModelSpec, str]) -> Union[list[list[Classification]], list[list[Detection]]]:
+    """Network outputs (a dict by output name, or a list in ``spec.output_names`` order) -> results per image.
+
+    Classification ignores ``contexts`` (may be None); detection needs one context per image.
+    Raises SpecError when outputs do not match the spec, ModelNotFoundError for an unknown spec name.
+    """
+    spec = load_spec(spec) if isinstance(spec, str) else spec
+    named = _named(outputs, spec)
+    if spec.task == "classification":
+        (logits,) = named.values()
+        return classify(logits, spec)
+    if contexts is None:
+        raise SpecError(f"{spec.name}: detection postprocessing needs the contexts preprocess returned")
+    loc, conf = named.values()
+    return detect(loc, conf, contexts, spec)

@@ -1,0 +1,210 @@
+"""Image preprocessing in numpy (Pillow or OpenCV for decode/resize), exactly as each model's reference does.
+
+What each spec's ``preprocess`` block means, and the reference function it reproduces:
+
+* ``backend: pil`` (MLPerf ``pre_process_imagenet_pytorch``; timm eval transforms): ``Image.resize`` with the
+  size torchvision's ``F.resize`` computes (short side to ``size``, long side ``int(size * long / short)``),
+  torchvision's center crop (offsets ``int(round((H - h) / 2))``), ``x / 255``, ``(x - mean) / std``.
+* ``backend: cv2`` (MLPerf ``maybe_resize`` + ``pre_process_coco_resnet34`` / ``pre_process_coco_pt_mobilenet``):
+  the uint8 image becomes float32 first and ``cv2.resize`` interpolates in float32 (no rounding to uint8).
+
+Inputs: a path (``str`` / ``os.PathLike``), a PIL image, an HWC or HW uint8 numpy array, a 4-D NHWC uint8
+batch, or a list/tuple of those. Grayscale is replicated to three channels, alpha is dropped (as
+``cv2.imread`` does), EXIF orientation is applied (as ``cv2.imread`` does). Numpy arrays are taken as RGB
+unless ``array_order="BGR"``. No torch import.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from furiosa.artifacts.errors import ImageError
+from furiosa.artifacts.vision.specs import ModelSpec, PreprocessSpec, load_spec
+
+ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
+Images = Union[ImageInput, Sequence[ImageInput]]
+
+_PIL_FILTERS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+                "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS}
+_CV2_FLAGS = {"nearest": "INTER_NEAREST", "bilinear": "INTER_LINEAR", "bicubic": "INTER_CUBIC",
+              "area": "INTER_AREA", "lanczos": "INTER_LANCZOS4"}
+_CONVERTIBLE_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class ImageContext:
+    """Where one image went during preprocessing, to map network coordinates back to its pixels."""
+
+    original_size: tuple[int, int]  # (h, w) of the decoded image
+    resized_size: tuple[int, int]  # (h, w) after the resize
+    crop_offset: tuple[int, int]  # (top, left) of the crop inside the resized image
+    input_size: tuple[int, int]  # (h, w) of the network input
+
+    def to_original(self, boxes: np.ndarray) -> np.ndarray:
+        """(K, 4) boxes ``x1, y1, x2, y2`` normalised to the network input -> original image pixels (float32).
+
+        Coordinates are not clipped to the image, as in the MLPerf reference (COCO scoring sees the same
+        boxes); clip them yourself for drawing.
+        """
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        in_h, in_w = self.input_size
+        (rs_h, rs_w), (top, left) = self.resized_size, self.crop_offset
+        orig_h, orig_w = self.original_size
+        if (top, left) == (0, 0) and (rs_h, rs_w) == (in_h, in_w):  # plain resize: one multiply, as MLPerf
+            scale = np.array([orig_w, orig_h, orig_w, orig_h], dtype=np.float32)
+            return boxes * scale
+        xy = boxes * np.array([in_w, in_h, in_w, in_h], dtype=np.float32)
+        xy = xy + np.array([left, top, left, top], dtype=np.float32)
+        return xy * np.array([orig_w / rs_w, orig_h / rs_h, orig_w / rs_w, orig_h / rs_h], dtype=np.float32)
+
+
+def _from_pil(image: Image.Image) -> Image.Image:
+    if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    if image.mode == "RGB":
+        return image
+    if image.mode not in _CONVERTIBLE_MODES:
+        raise ImageError(f"unsupported PIL image mode {image.mode!r} (16-bit or float?): convert it to 8-bit RGB")
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def _from_path(path: Union[str, "os.PathLike[str]"]) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return _from_pil(image)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"cannot read image {os.fspath(path)!r}: {exc}") from exc
+
+
+def _from_array(array: np.ndarray, *, bgr: bool) -> np.ndarray:
+    if array.dtype != np.uint8:
+        raise ImageError(f"expected a uint8 image array, got dtype {array.dtype}: convert with "
+                         "np.clip(x, 0, 255).astype(np.uint8) or pass a PIL image")
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise ImageError(f"expected an HWC or HW image array, got shape {array.shape}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageError(f"image array has zero size: shape {array.shape}")
+    channels = array.shape[2]
+    if channels == 1:
+        return np.ascontiguousarray(np.repeat(array, 3, axis=2))
+    if channels not in (3, 4):
+        raise ImageError(f"expected 1, 3 or 4 channels, got {channels} (shape {array.shape})")
+    rgb = array[:, :, 2::-1] if bgr else array[:, :, :3]
+    return np.ascontiguousarray(rgb)
+
+
+def _flatten(images: Any, *, bgr: bool) -> list[Union[Image.Image, np.ndarray]]:
+    """Every input image as an RGB PIL image or an RGB uint8 HWC array."""
+    if isinstance(images, (str, os.PathLike)):
+        return [_from_path(images)]
+    if isinstance(images, Image.Image):
+        if images.width == 0 or images.height == 0:
+            raise ImageError(f"PIL image has zero size: {images.size}")
+        return [_from_pil(images)]
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4:
+            if images.shape[0] == 0:
+                raise ImageError(f"empty image batch: shape {images.shape}")
+            return [_from_array(image, bgr=bgr) for image in images]
+        return [_from_array(images, bgr=bgr)]
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ImageError("no images given: the list is empty")
+        out = []
+        for item in images:
+            if isinstance(item, (list, tuple)):
+                raise ImageError("nested lists of images are not supported: pass a flat list")
+            out.extend(_flatten(item, bgr=bgr))
+        return out
+    raise ImageError(f"unsupported image input of type {type(images).__name__}: pass a path, a PIL image, "
+                     "a uint8 numpy array or a list of those")
+
+
+def _resized_size(height: int, width: int, p: PreprocessSpec) -> tuple[int, int]:
+    """(h, w) after the resize, computed as torchvision's ``F.resize`` does."""
+    if p.resize.mode == "exact":
+        return p.resize.size
+    size = p.resize.size[0]
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = size, int(size * long / short)
+    return (new_long, new_short) if width <= height else (new_short, new_long)
+
+
+def _resize(image: Union[Image.Image, np.ndarray], size: tuple[int, int], p: PreprocessSpec) -> np.ndarray:
+    """Resize to (h, w) with the spec's backend; returns float32 HWC (HW for an "L" image)."""
+    h, w = size
+    if p.resize.backend == "pil":
+        pil = image if isinstance(image, Image.Image) else Image.fromarray(image)
+        if pil.size != (w, h):
+            pil = pil.resize((w, h), _PIL_FILTERS[p.resize.interpolation])
+        return np.asarray(pil, dtype=np.float32)
+    import cv2  # OpenCV is only needed by the cv2-backend models
+
+    array = np.asarray(image, dtype=np.float32)  # as MLPerf maybe_resize: float32 before the resize
+    return cv2.resize(array, (w, h), interpolation=getattr(cv2, _CV2_FLAGS[p.resize.interpolation]))
+
+
+def _center_crop(array: np.ndarray, crop: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    height, width = array.shape[:2]
+    top = int(round((height - crop[0]) / 2.0))
+    left = int(round((width - crop[1]) / 2.0))
+    return array[top:top + crop[0], left:left + crop[1]], (top, left)
+
+
+def preprocess_image(image: Union[Image.Image, np.ndarray], spec: ModelSpec) -> tuple[np.ndarray, ImageContext]:
+    """One decoded RGB image (PIL or uint8 HWC array) -> float32 (C, H, W) or (H, W, C) tensor and its context.
+
+    For ``color: L`` the image becomes 8-bit luma first (PIL ``convert("L")``, ITU-R 601-2).
+    """
+    p = spec.preprocess
+    width, height = image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
+    if p.color == "L":
+        image = (image if isinstance(image, Image.Image) else Image.fromarray(image)).convert("L")
+    resized_size = _resized_size(height, width, p)
+    array = _resize(image, resized_size, p)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    offset = (0, 0)
+    if p.crop is not None:
+        array, offset = _center_crop(array, p.crop)
+    if p.color == "BGR":
+        array = array[:, :, ::-1]
+    mean = np.asarray(p.mean, dtype=np.float32)
+    std = np.asarray(p.std, dtype=np.float32)
+    array = (array / np.float32(p.scale) - mean) / std
+    if spec.input.layout == "NCHW":
+        array = array.transpose(2, 0, 1)
+    context = ImageContext(original_size=(height, width), resized_size=resized_size, crop_offset=offset,
+                           input_size=spec.input.size)
+    return np.ascontiguousarray(array, dtype=np.float32), context
+
+
+def preprocess(images: Images, spec: Union[ModelSpec, str], *,
+               array_order: str = "RGB") -> tuple[np.ndarray, list[ImageContext]]:
+    """Images -> (float32 batch in the spec's layout, one ImageContext per image).
+
+    ``array_order`` says how numpy inputs store their channels ("RGB", or "BGR" for ``cv2.imread`` output).
+    Raises ImageError for unreadable files, unsupported types, dtypes, ranks, channel counts or zero-size
+    images; ModelNotFoundError for an unknown spec name.
+    """
+    if array_order not in ("RGB", "BGR"):
+        raise ImageError(f"array_order must be 'RGB' or 'BGR', got {array_order!r}")
+    spec = load_spec(spec) if isinstance(spec, str) else spec
+    tensors, contexts = [], []
+    for image in _flatten(images, bgr=array_order == "BGR"):
+        tensor, context = preprocess_image(image, spec)
+        tensors.append(tensor)
+        contexts.append(context)
+    return np.stack(tensors), contexts
