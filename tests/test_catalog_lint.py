@@ -186,3 +186,13 @@ def test_onnx_entries_point_at_pipeline_outputs():
     code = {a["name"] for a in data["artifacts"] if a["format"] == "code"}
     assert {a["name"] for a in onnx} == {f"{n}_INT8" for n in code}
     assert all(a["location"] in declared for a in onnx)
+
+
+def test_lint_catches_drift_between_dvc_artifacts_and_the_catalog(repo_copy):
+    dvc_yaml = repo_copy / "dvc.yaml"
+    text = dvc_yaml.read_text()
+    assert "path: models/MLCommonsResNet50/int8.onnx" in text
+    dvc_yaml.write_text(text.replace("path: models/MLCommonsResNet50/int8.onnx", "path: models/elsewhere.onnx", 1))
+    proc = run_cli(["lint", str(repo_copy / "artifacts.yaml")], cwd=repo_copy)
+    assert proc.returncode == 1
+    assert "dvc.yaml:" in proc.stdout and "MLCommonsResNet50" in proc.stdout, proc.stdout

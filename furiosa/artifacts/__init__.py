@@ -41,11 +41,16 @@ def list_models(pattern: Optional[str] = None, *, task: Optional[str] = None, ro
     return names
 
 
-def load(name: str, *, version: Optional[str] = None, precision: str = "int8", root: Optional[Path] = None):
+def load(name: str, *, version: Optional[str] = None, precision: str = "int8", root: Optional[Path] = None,
+         trust_repo: bool = False):
     """The model object of catalog entry ``name`` (see :class:`furiosa.artifacts.model.Model`).
 
-    Raises ModelNotFoundError, BinaryNotFoundError (with the command that builds or pulls it).
+    Code is only ever taken from this installed package; a catalog at ``root`` whose ``code`` entry
+    needs its own code is refused unless ``trust_repo=True`` (see :mod:`furiosa.artifacts.loader`).
+
+    Raises ModelNotFoundError, BinaryNotFoundError (with the command that builds or pulls it),
+    UntrustedCodeError, UnsafePathError.
     """
     from furiosa.artifacts.loader import load_from_repo
 
-    return load_from_repo(name, precision=precision, version=version, root=root)
+    return load_from_repo(name, precision=precision, version=version, root=root, trust_repo=trust_repo)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -85,9 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument("--json", action="store_true", help="machine-readable output")
     lint.set_defaults(func=_cmd_lint)
 
+    from furiosa.artifacts.cli_client import register as register_client
+    from furiosa.artifacts.cli_registries import register as register_registries
     from furiosa.artifacts.cli_storage import register as register_storage
 
+    register_client(sub)
     register_storage(sub)
+    register_registries(sub)
 
     build = sub.add_parser(
         "build", help="rebuild the binaries with the DVC pipeline (dvc repro + dvc push)",
@@ -104,8 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--json", action="store_true", help="print the summary as JSON")
     build.set_defaults(func=_cmd_build)
 
-    docs = sub.add_parser("docs", help="regenerate generated documentation (README catalog table)",
-                          description="Regenerate the README's catalog table from artifacts.yaml.")
+    docs = sub.add_parser("docs", help="regenerate generated docs (README catalog table, model cards)",
+                          description="Regenerate the README's catalog table from artifacts.yaml and the model "
+                          "cards docs/models/<name>.md from the catalog, params, specs and this workspace's "
+                          "metrics (the build runs this too).")
     docs.add_argument("--root", default=".", help="repository root (default: .)")
     docs.add_argument("--check", action="store_true", help="only report stale files (exit 1 if any)")
     docs.set_defaults(func=_cmd_docs)
@@ -124,6 +131,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `furiosa-artifacts list --json | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -52,8 +52,66 @@ def _binaries(entry, precision: str | None) -> list[tuple[str, str]]:
     return [(entry.location, label)]
 
 
+def _entry(entries, name: str, precision: str | None):
+    """The catalog entry and precision ``name`` stands for: a catalog name, or a DVC artifact name.
+
+    Raises:
+        ModelNotFoundError: neither (the catalog lookup's message, listing the catalog names).
+    """
+    from furiosa.artifacts.catalog.entries import find_entry
+    from furiosa.artifacts.errors import ModelNotFoundError
+    from furiosa.artifacts.registries.names import catalog_name
+
+    try:
+        return find_entry(entries, name), precision
+    except ModelNotFoundError as not_found:
+        try:
+            model, own = catalog_name(name, [e.name for e in entries if e.format == "code"])
+        except ModelNotFoundError:
+            raise not_found from None
+        if precision not in (None, "all", own):
+            raise ModelNotFoundError(f"{name!r} is the {own} binary of {model}; drop --precision") from None
+        return find_entry(entries, model), own
+
+
+def _pull_release(args: argparse.Namespace) -> int:
+    """``pull NAME --rev REV | --stage STAGE``: the binaries of a GTO version/stage (dvc.lock at its tag)."""
+    from furiosa.artifacts.registries.gto import artifact_names, resolve
+
+    root = Path(args.root)
+    rows, failed = [], []
+    try:
+        targets = [(n, p) for name in args.names for _, n, p in artifact_names(root, name, args.precision)]
+    except (ArtifactsError, ValueError) as exc:
+        return _fail(str(exc), args.json)
+    for name, precision in dict.fromkeys(targets):
+        try:
+            got = resolve(root, name, rev=args.rev, stage=args.stage, precision=precision, remote=args.remote,
+                          verbose=args.verbose, progress=not args.json and sys.stderr.isatty())
+        except (ArtifactsError, ValueError) as exc:
+            failed.append({"name": name, "precision": precision, "error": str(exc)})
+            continue
+        rel = got.release
+        rows.append({"name": name, "precision": precision, **got.file.as_dict(), "artifact": rel.artifact,
+                     "version": rel.version, "stage": rel.stage, "tag": rel.tag, "commit": rel.commit,
+                     "synthetic": got.synthetic})
+    if args.json:
+        print(json.dumps({"ok": not failed, "resolved": rows, "failed": failed}, indent=2))
+    else:
+        for row in rows:
+            where = row["stage"] and f"#{row['stage']} " or ""
+            mark = ", synthetic weights" if row["synthetic"] else ""
+            print(f"{row['name']} {row['precision']} {where}{row['version'] or row['tag']}: {row['path']} "
+                  f"({row['source']}{mark})")
+        for row in failed:
+            print(f"error: {row['name']} {row['precision']}: {row['error']}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def _cmd_pull(args: argparse.Namespace) -> int:
-    from furiosa.artifacts.catalog.entries import find_entry, read_entries
+    if args.rev is not None or args.stage is not None:
+        return _pull_release(args)
+    from furiosa.artifacts.catalog.entries import read_entries
     from furiosa.artifacts.storage.resolver import checkout, resolve_binaries
 
     root = Path(args.root)
@@ -64,8 +122,8 @@ def _cmd_pull(args: argparse.Namespace) -> int:
         entries = read_entries(root)
         wanted = {}  # relpath -> (name, precision)
         for name in args.names:
-            entry = find_entry(entries, name)
-            for relpath, precision in _binaries(entry, args.precision):
+            entry, wanted_precision = _entry(entries, name, args.precision)
+            for relpath, precision in _binaries(entry, wanted_precision):
                 wanted[relpath] = (entry.name, precision)
         report = resolve_binaries(root, list(wanted), remote=args.remote, jobs=args.jobs, verbose=args.verbose,
                                   retries=args.retries, progress=not args.json and sys.stderr.isatty())
@@ -117,7 +175,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Resolve the ONNX binaries of catalog entries by their md5 in dvc.lock: the workspace, the DVC "
         "cache, the shared cache ($FURIOSA_ARTIFACTS_HOME), then the DVC remote (local directory, http(s):// or "
         "s3://). Fetched files are verified, cached and copied into the workspace.")
-    pull.add_argument("names", nargs="+", metavar="NAME", help="catalog name (case and punctuation are ignored)")
+    pull.add_argument("names", nargs="+", metavar="NAME",
+                      help="catalog name (case and punctuation are ignored) or DVC artifact name "
+                      "(mlcommons-resnet50-fp32)")
     pull.add_argument("--precision", choices=PRECISION_CHOICES,
                       help="which binary of a code entry (default: int8); an onnx entry is its own single file")
     pull.add_argument("--remote", help="DVC remote name from .dvc/config (default: the default remote)")
@@ -127,6 +187,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="extra attempts per transfer after a network error (default: 3)")
     pull.add_argument("--no-checkout", action="store_true",
                       help="only fill the cache; print the cached paths instead of writing the workspace")
+    release = pull.add_mutually_exclusive_group()
+    release.add_argument("--rev", help="a GTO version (v1.5.0, or the catalog's v1.5) or any git revision: the "
+                         "binary dvc.lock records there (GTO tag NAME@VERSION); implies --no-checkout")
+    release.add_argument("--stage", help="the version GTO assigned to STAGE (tag NAME#STAGE#N), e.g. prod; "
+                         "implies --no-checkout")
     pull.add_argument("--verbose", action="store_true", help="show where each binary was looked for")
     pull.add_argument("--json", action="store_true", help="machine-readable output")
     pull.set_defaults(func=_cmd_pull)

@@ -1,4 +1,4 @@
-"""Generated documentation: the README's catalog table (and, later, model cards).
+"""Generated documentation: the README's catalog table and the model cards (docs/models, see cards.py).
 
 Regenerate with ``furiosa-artifacts docs``; a test fails when the committed text is stale.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Union
 
 from furiosa.artifacts.catalog.entries import Artifact, read_entries
 from furiosa.artifacts.errors import ArtifactsError
@@ -39,15 +39,31 @@ def render_readme(text: str, entries: List[Artifact]) -> str:
     return text[: start + len(TABLE_START)] + "\n" + catalog_table(entries) + "\n" + text[end:]
 
 
-def write_atomic(path: Path, text: str) -> bool:
-    """Write ``text`` to ``path`` through a temp file + rename; returns whether it changed."""
-    path = Path(path)
-    if path.is_file() and path.read_text("utf-8") == text:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _current(path: Path, content: Union[str, bytes]) -> bool:
+    """Whether ``path`` already holds ``content`` (text as UTF-8, bytes as is)."""
+    if not path.is_file():
         return False
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    return path.read_bytes() == data
+
+
+def write_atomic(path: Path, text: Union[str, bytes]) -> bool:
+    """Write ``text`` (or bytes) to ``path`` through a temp file + rename; returns whether it changed."""
+    path = Path(path)
+    if _current(path, text):
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8") if isinstance(text, str) else text)
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -55,17 +71,23 @@ def write_atomic(path: Path, text: str) -> bool:
     return True
 
 
-def generated_docs(root: Path) -> Dict[Path, str]:
-    """Every generated document under ``root``, as path -> the text it should have."""
+def generated_docs(root: Path) -> Dict[Path, Union[str, bytes]]:
+    """Every generated document under ``root``, as path -> the text (or PNG bytes) it should have.
+
+    The model cards (docs/models/<name>.md, and <name>.png for built models) are generated from the
+    workspace's build: regenerate them after every build.
+    """
+    from furiosa.artifacts.cards import generated_cards
+
     root = Path(root)
     entries = read_entries(root)
     readme = root / "README.md"
-    return {readme: render_readme(readme.read_text("utf-8"), entries)}
+    return {readme: render_readme(readme.read_text("utf-8"), entries), **generated_cards(root)}
 
 
 def stale_docs(root: Path) -> List[Path]:
     """Generated documents whose committed text differs from what would be generated."""
-    return [p for p, text in generated_docs(root).items() if not p.is_file() or p.read_text("utf-8") != text]
+    return [p for p, text in generated_docs(root).items() if not _current(p, text)]
 
 
 def update_docs(root: Path) -> List[Path]:

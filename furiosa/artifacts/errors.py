@@ -40,6 +40,10 @@ class UnsafePathError(ArtifactsError, ValueError):
     """A path from the catalog or an archive would escape its root directory."""
 
 
+class UntrustedCodeError(ArtifactsError, PermissionError):
+    """Loading a catalog entry would import Python code from a repository that is not trusted."""
+
+
 class DownloadError(ArtifactsError, OSError):
     """A download failed (network, HTTP status, all mirrors exhausted)."""
 

@@ -22,6 +22,9 @@ CLIENT_SCRIPT = Path(__file__).with_name("registry_client.py")
 #: Requirements of each client environment. onnx checks the bytes; numpy/pyyaml are our runtime needs.
 CLIENTS = {
     "0.5.2": ["furiosa-registry==0.5.2", "pydantic<2", "onnx", "numpy"],
+    # 0.9.1 imports a root-level artifacts.py instead of reading artifacts.yaml; it declares pydantic
+    # unpinned but its Model uses the v1 API (BaseConfig, Extra), so pin <2 as for 0.5.2.
+    "0.9.1": ["furiosa-registry==0.9.1", "pydantic<2", "onnx", "numpy"],
 }
 
 

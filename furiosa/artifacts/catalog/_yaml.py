@@ -80,8 +80,16 @@ def _new_yaml() -> YAML:
     return yaml
 
 
+def printable(text: str) -> str:
+    """``text`` with non-printable characters (controls, terminal escapes, bidi overrides, lone surrogates)
+    written as Python escapes, so that catalog content never reaches a terminal raw."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def _fail(path: Path, line: int, column: int, message: str) -> CatalogReadError:
-    return CatalogReadError(f"{path}:{line}:{column}: {message}")
+    return CatalogReadError(f"{path}:{line}:{column}: {printable(message)}")
 
 
 def _check_events(text: str, path: Path) -> None:
@@ -183,7 +191,8 @@ def load_document(path: Path) -> Document:
             problem = f"duplicate key: {problem.splitlines()[0]} (each key may appear once per mapping)"
         raise _fail(path, line, col, f"invalid YAML: {problem}") from None
     except (YAMLError, RecursionError, ValueError) as exc:
-        raise CatalogReadError(f"{path}:1:1: invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise CatalogReadError(f"{path}:1:1: invalid YAML: "
+                               f"{printable(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__}") from None
     if len(documents) != 1:
         raise CatalogReadError(f"{path}:1:1: expected exactly one YAML document, found {len(documents)}")
     doc = Document(path=path, data=None)

@@ -45,8 +45,22 @@ def normalize_name(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def _artifact(raw: Dict[str, Any]) -> Artifact:
+def _artifact(raw: Any, *, where: str) -> Artifact:
+    """One entry; raises CatalogError when it lacks the shape every reader relies on."""
+    def bad(what: str) -> CatalogError:
+        return CatalogError(f"{where}: {what}; run `furiosa-artifacts lint`")
+
+    if not isinstance(raw, dict):
+        raise bad(f"expected a mapping, got {type(raw).__name__}")
+    for key in ("name", "family", "location", "format"):
+        if not isinstance(raw.get(key), str):
+            raise bad(f"'{key}' must be a string, got {raw.get(key)!r:.80}")
+    for key in ("version", "doc"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise bad(f"'{key}' must be a quoted string, got {raw[key]!r:.80}")
     meta = raw.get("metadata") or {}
+    if not isinstance(meta, dict) or not isinstance(meta.get("publication") or {}, dict):
+        raise bad("'metadata' must be a mapping (with 'description' and a 'publication' mapping)")
     pub = meta.get("publication")
     date = pub.get("date") if isinstance(pub, dict) else None
     return Artifact(
@@ -80,11 +94,17 @@ def read_entries(root: Path, *, validate: bool = True) -> List[Artifact]:
         data = yaml.safe_load(path.read_text("utf-8"))
     except FileNotFoundError:
         raise CatalogReadError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise CatalogReadError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise CatalogReadError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise CatalogReadError(f"{path}: invalid YAML: {exc}") from None
+    except (ValueError, TypeError, RecursionError) as exc:  # PyYAML's constructor: bad dates, deep nesting
+        raise CatalogReadError(f"{path}: invalid YAML: {type(exc).__name__}: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
         raise CatalogReadError(f"{path}: expected a mapping with an 'artifacts' list")
-    return [_artifact(raw) for raw in data["artifacts"]]
+    return [_artifact(raw, where=f"{path}: /artifacts/{index}") for index, raw in enumerate(data["artifacts"])]
 
 
 def find_entry(entries: List[Artifact], name: str, version: Optional[str] = None) -> Artifact:

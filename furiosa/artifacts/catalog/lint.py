@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from jsonschema.exceptions import ValidationError
 
-from furiosa.artifacts.catalog._yaml import Document, Pointer, load_document
+from furiosa.artifacts.catalog._yaml import Document, Pointer, load_document, printable
 from furiosa.artifacts.catalog.schema import iter_schema_errors, load_schema
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -57,7 +57,8 @@ class _Collector:
             return  # one message per field: the schema's already says what is wrong
         self.flagged.add(pointer)
         pos = self.doc.position(pointer, key=key)
-        self.problems.append(Problem(str(self.doc.path), pos.line, pos.column, _pointer_text(pointer), message))
+        self.problems.append(Problem(str(self.doc.path), pos.line, pos.column, printable(_pointer_text(pointer)),
+                                     printable(message)))
 
 
 def _schema_message(error: ValidationError) -> Tuple[Pointer, str, bool]:
@@ -66,7 +67,7 @@ def _schema_message(error: ValidationError) -> Tuple[Pointer, str, bool]:
     field = str(pointer[-1]) if pointer else "the document"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        extra = sorted(set(error.instance) - set(allowed), key=str) if isinstance(error.instance, dict) else []
         key = extra[0] if extra else ""
         return (pointer + (key,), f"unknown key '{key}' (furiosa-registry rejects extra fields); "
                 f"allowed here: {', '.join(allowed)}", True)
@@ -109,17 +110,30 @@ def _safe_relative(root: Path, value: str) -> Optional[str]:
         return "must be a non-empty path without surrounding spaces"
     if "\\" in value:
         return "must use forward slashes"
+    if "\0" in value:
+        return "must not contain a NUL character"
     pure = PurePosixPath(value)
     if pure.is_absolute() or re.match(r"^[A-Za-z]:", value):
         return "must be relative to the catalog's directory, not absolute"
     if ".." in pure.parts:
         return "must not contain '..'"
-    resolved = (root / value).resolve()
+    try:
+        resolved = (root / value).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # a symlink loop, an unencodable name
+        return f"cannot be resolved ({exc})"
     try:
         resolved.relative_to(root.resolve())
     except ValueError:
         return f"resolves to {resolved}, outside the repository (a symlink pointing out?)"
     return None
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()`` that answers False for names the OS refuses (too long, ...)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _callables_in(module: Path) -> Set[str]:
@@ -153,13 +167,13 @@ def _check_entry(c: _Collector, root: Path, index: int, entry: Dict[str, Any],
             return
         path = root / location
         if fmt == "code":
-            if not path.is_file():
+            if not _is_file(path):
                 c.add(base + ("location",), f"code module {location!r} does not exist")
             elif isinstance(name, str):
                 if location not in module_cache:
                     try:
                         module_cache[location] = _callables_in(path)
-                    except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
+                    except (SyntaxError, UnicodeDecodeError, ValueError, OSError, RecursionError) as exc:
                         module_cache[location] = exc
                 found = module_cache[location]
                 if isinstance(found, Exception):
@@ -168,7 +182,7 @@ def _check_entry(c: _Collector, root: Path, index: int, entry: Dict[str, Any],
                     c.add(base + ("name",), f"{location} defines no callable named '{name}': "
                           f"add `def {name}(...)` there or fix the name")
         elif fmt in ("onnx", "tflite"):
-            if not path.is_file() and location not in pipeline_outputs:
+            if not _is_file(path) and location not in pipeline_outputs:
                 c.add(base + ("location",), f"binary {location!r} does not exist and is not an output of the "
                       "pipeline (dvc.yaml): build it with the pipeline or fix the path")
     doc = entry.get("doc")
@@ -176,7 +190,7 @@ def _check_entry(c: _Collector, root: Path, index: int, entry: Dict[str, Any],
         why = _safe_relative(root, doc)
         if why:
             c.add(base + ("doc",), f"doc {doc!r} {why}")
-        elif not (root / doc).is_file():
+        elif not _is_file(root / doc):
             c.add(base + ("doc",), f"doc {doc!r} does not exist (furiosa-registry reads it on load): "
                   "create it or remove the key")
 
@@ -199,7 +213,7 @@ def lint_document(doc: Document, *, pipeline_outputs: Iterable[str] = ()) -> Lis
             continue
         name, version = entry.get("name"), entry.get("version")
         if isinstance(name, str):
-            key = (name, version)
+            key = (name, version if isinstance(version, (str, int, float, bool, type(None))) else repr(version))
             if key in seen:
                 c.add(("artifacts", index, "name"), f"duplicate entry {name!r} version {version!r} "
                       f"(first at /artifacts/{seen[key]}): (name, version) must be unique")
@@ -223,7 +237,29 @@ def lint_catalog(path: Path, *, pipeline_outputs: Optional[Iterable[str]] = None
         from furiosa.artifacts.catalog.pipeline import declared_outputs
 
         pipeline_outputs = declared_outputs(path.parent)
-    return lint_document(doc, pipeline_outputs=pipeline_outputs)
+    problems = lint_document(doc, pipeline_outputs=pipeline_outputs)
+    # The DVC model registry section is derived from a valid catalog: check it only when the catalog is
+    # clean (else its problems would repeat) and the repository has a pipeline at all.
+    return problems or _registry_problems(path)
+
+
+def _registry_problems(path: Path) -> List[Problem]:
+    """dvc.yaml's `artifacts:` (DVC model registry) must match the catalog."""
+    root = path.parent
+    if not ((root / "dvc.yaml").is_file() and (root / "params.yaml").is_file()):
+        return []
+    from furiosa.artifacts.errors import ArtifactsError
+    from furiosa.artifacts.registries import check_dvc_artifacts
+
+    try:
+        found = check_dvc_artifacts(root)
+    except ArtifactsError as exc:
+        return [Problem(str(root / "dvc.yaml"), 1, 1, "/artifacts", f"cannot check the DVC artifacts: {exc}")]
+    problems = []
+    for where, message in found:
+        file, _, pointer = where.partition(":")
+        problems.append(Problem(str(root / file), 1, 1, pointer or "/", message))
+    return problems
 
 
 def unbuilt_binaries(path: Path) -> List[str]:
@@ -240,4 +276,4 @@ def unbuilt_binaries(path: Path) -> List[str]:
     entries = data.get("artifacts") if isinstance(data, dict) else None
     return [e["location"] for e in entries or [] if isinstance(e, dict) and e.get("format") in ("onnx", "tflite")
             and isinstance(e.get("location"), str) and _safe_relative(path.parent, e["location"]) is None
-            and not (path.parent / e["location"]).is_file()]
+            and not _is_file(path.parent / e["location"])]

@@ -104,4 +104,8 @@ def build(root: Path, *, weights: Optional[str] = None, models: Sequence[str] = 
     dvc(root, "repro", *targets)
     if push:
         dvc(root, "push", *targets)
+    from furiosa.artifacts.docs import update_docs
+
+    for path in update_docs(root):  # model cards carry this build's metrics
+        print(f"updated {path}", file=sys.stderr)
     return summary(root, list(models) or list(params.models))

@@ -12,6 +12,16 @@ Inputs: a path (``str`` / ``os.PathLike``), a PIL image, an HWC or HW uint8 nump
 batch, or a list/tuple of those. Grayscale is replicated to three channels, alpha is dropped (as
 ``cv2.imread`` does), EXIF orientation is applied (as ``cv2.imread`` does). Numpy arrays are taken as RGB
 unless ``array_order="BGR"``. No torch import.
+
+Untrusted input: images larger than :data:`MAX_IMAGE_PIXELS` (100 megapixels: files, judged from their
+header before any pixel is decoded; PIL images; arrays, before any copy) raise ImageError, as do
+truncated or corrupt files, paths that are not regular files (directories, devices, FIFOs), 16-bit
+single-channel (``I;16``, ``I``) and float (``F``) images (convert them to 8 bits with the scaling you
+want), and every decode or mode-conversion failure. Conversions that are applied: palette (``P``,
+``PA``) through RGBA, ``LA``/``La``/``RGBA``/``RGBa`` drop alpha, ``1``/``L`` are replicated,
+``CMYK`` (Adobe-inverted JPEGs included, as Pillow decodes them), ``YCbCr``, ``LAB`` and ``HSV`` use
+Pillow's ``convert("RGB")`` (no ICC colour management). A 16-bit-per-channel RGB PNG is read by Pillow
+as 8-bit RGB (the high byte of each sample).
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ _CV2_FLAGS = {"nearest": "INTER_NEAREST", "bilinear": "INTER_LINEAR", "bicubic":
               "area": "INTER_AREA", "lanczos": "INTER_LANCZOS4"}
 _CONVERTIBLE_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 _EXIF_ORIENTATION = 0x0112
+#: Largest image (width x height) accepted, from a file, a PIL image or an array.
+MAX_IMAGE_PIXELS = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -65,23 +77,40 @@ class ImageContext:
         return xy * np.array([orig_w / rs_w, orig_h / rs_h, orig_w / rs_w, orig_h / rs_h], dtype=np.float32)
 
 
+def _check_pixels(height: int, width: int, what: str) -> None:
+    if height * width > MAX_IMAGE_PIXELS:
+        raise ImageError(f"{what} of {width}x{height} = {height * width} pixels exceeds the limit of "
+                         f"{MAX_IMAGE_PIXELS} (a decompression bomb?): downscale it first")
+
+
 def _from_pil(image: Image.Image) -> Image.Image:
-    if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
-        image = ImageOps.exif_transpose(image)
-    if image.mode == "RGB":
-        return image
+    """An RGB, decoded image; the pixel limit is checked before anything is decoded."""
+    _check_pixels(image.height, image.width, "image")
     if image.mode not in _CONVERTIBLE_MODES:
         raise ImageError(f"unsupported PIL image mode {image.mode!r} (16-bit or float?): convert it to 8-bit RGB")
-    if image.mode in ("P", "PA"):
-        image = image.convert("RGBA")
-    return image.convert("RGB")
+    try:
+        image.load()  # decode now: a truncated or corrupt file fails here, not later in the resize
+        if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+            image = ImageOps.exif_transpose(image)
+        if image.mode == "RGB":
+            return image
+        if image.mode in ("P", "PA"):
+            image = image.convert("RGBA")
+        elif image.mode == "La":  # premultiplied: Pillow converts it only to LA
+            image = image.convert("LA")
+        return image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"cannot decode or convert the {image.mode} image to RGB: {exc}") from exc
 
 
 def _from_path(path: Union[str, "os.PathLike[str]"]) -> Image.Image:
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise ImageError(f"cannot read image {os.fspath(path)!r}: not a regular file (a directory, device or FIFO)")
     try:
         with Image.open(path) as image:
-            image.load()
             return _from_pil(image)
+    except ImageError as exc:
+        raise ImageError(f"cannot read image {os.fspath(path)!r}: {exc}") from exc
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise ImageError(f"cannot read image {os.fspath(path)!r}: {exc}") from exc
 
@@ -96,6 +125,7 @@ def _from_array(array: np.ndarray, *, bgr: bool) -> np.ndarray:
         raise ImageError(f"expected an HWC or HW image array, got shape {array.shape}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageError(f"image array has zero size: shape {array.shape}")
+    _check_pixels(array.shape[0], array.shape[1], "image array")
     channels = array.shape[2]
     if channels == 1:
         return np.ascontiguousarray(np.repeat(array, 3, axis=2))

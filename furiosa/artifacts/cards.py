@@ -1,0 +1,522 @@
+"""Model cards: everything the repository knows about one catalog model, as data and as Markdown.
+
+:func:`model_facts` gathers, for one model, the catalog entry (artifacts.yaml), its build recipe
+(params.yaml), its run-time facts (specs.yaml), the outputs dvc.lock records and the metrics the
+evaluate stage wrote (``models/<name>/metrics.json``); ``furiosa-artifacts show`` prints it.
+:func:`render_card` turns it into ``docs/models/<name>.md`` and :func:`render_plot` into
+``docs/models/<name>.png`` (fp32 vs int8 latency and size).
+
+Cards are build products, like the binaries: their numbers come from the workspace's build, and latency
+depends on the machine that built it. ``furiosa-artifacts docs`` regenerates them after every build
+(``docs --check`` reports a card that no longer matches the workspace); they are not committed. A model
+that is not built gets a card without build results. Rendering is deterministic: no timestamps, no
+absolute paths, matplotlib's default style, fixed size and dpi, no PNG ``Software`` chunk.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path, PurePosixPath
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from furiosa.artifacts.catalog.entries import Artifact, find_entry, read_entries
+from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError, CatalogError, ModelNotFoundError, SpecError
+from furiosa.artifacts.layout import MODELS_DIR, PRECISIONS, binary_relpath, metrics_relpath, model_dir
+
+__all__ = ["CARDS_DIR", "SPECS_RELPATH", "card_relpath", "code_entry", "generated_cards", "model_facts",
+           "read_metrics", "read_model_spec", "render_card", "render_plot"]
+
+CARDS_DIR = "docs/models"
+SPECS_RELPATH = "furiosa/artifacts/vision/specs.yaml"
+LICENSE_NOTE = "see the publication/source (this catalog records no license for the weights)"
+# metrics.json keys that say how close int8 is to fp32 (or to the labels), in display order
+QUALITY_KEYS = ("top1_agreement", "top5_overlap", "fp32_accuracy", "int8_accuracy", "accuracy_drop",
+                "detection_f1", "detection_precision", "detection_recall", "mean_iou", "map_drop")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # as the lint requires: safe inside models/<name>/
+PLOT_DPI = 100
+PLOT_SIZE = (7.0, 2.8)  # inches
+
+
+def card_relpath(name: str, ext: str = "md") -> str:
+    """Where the card (``md``) or its plot (``png``) of ``name`` lives, e.g. ``docs/models/DigitsConvNet.md``."""
+    return f"{CARDS_DIR}/{name}.{ext}"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def code_entry(entries: List[Artifact], name: str) -> Tuple[Artifact, Optional[str]]:
+    """The ``code`` entry ``name`` stands for, and the precision it fixes (None for a code entry).
+
+    A bare binary entry (``DigitsConvNet_INT8`` at ``models/DigitsConvNet/int8.onnx``) stands for the code
+    entry of the same model directory with that binary's precision. Names match loosely (see find_entry).
+
+    Raises:
+        ModelNotFoundError: no entry matches, or a binary entry has no code entry to take its processing from.
+        CatalogError: the entry's name is not a plain identifier (it would name a path outside models/).
+    """
+    entry = find_entry(entries, name)
+    if not _NAME.match(entry.name):
+        raise CatalogError(f"catalog entry name {entry.name!r} is not [A-Za-z][A-Za-z0-9_]*: "
+                           "run `furiosa-artifacts lint`")
+    if entry.format == "code":
+        return entry, None
+    parts = PurePosixPath(entry.location).parts
+    if len(parts) == 3 and parts[0] == MODELS_DIR and PurePosixPath(parts[2]).stem in PRECISIONS:
+        for candidate in entries:
+            if candidate.format == "code" and candidate.name == parts[1]:
+                return candidate, PurePosixPath(parts[2]).stem
+    raise ModelNotFoundError(
+        f"catalog entry {entry.name!r} is a bare {entry.format} file ({entry.location}) without a code entry "
+        "that knows its pre/postprocessing; use one of the code entries (`furiosa-artifacts list`)")
+
+
+def read_model_spec(root: Path, name: str) -> Any:
+    """The spec of ``name`` from ``root``'s specs.yaml (the packaged one when ``root`` has none).
+
+    Raises:
+        SpecError: specs.yaml is invalid. ModelNotFoundError: it has no entry ``name``.
+    """
+    from furiosa.artifacts.vision.specs import load_spec, read_specs
+
+    path = Path(root) / SPECS_RELPATH
+    if not path.is_file():
+        return load_spec(name)
+    specs = read_specs(path)
+    if name not in specs:
+        raise ModelNotFoundError(f"{path}: no model spec named {name!r}; known: {', '.join(specs)}")
+    return specs[name]
+
+
+def read_metrics(root: Path, name: str) -> Optional[Dict[str, Any]]:
+    """``models/<name>/metrics.json`` of ``root``, or None when the model is not built there.
+
+    Raises:
+        SpecError: the file exists but is not a JSON object (rebuild it or `dvc checkout` it).
+    """
+    path = Path(root) / metrics_relpath(name)
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: not valid JSON ({exc}): restore it with `dvc checkout` or rebuild") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _lock_outputs(root: Path) -> Optional[Dict[str, Any]]:
+    from furiosa.artifacts.storage.lockfile import read_outputs
+
+    try:
+        return read_outputs(root)
+    except BinaryNotFoundError:
+        return None
+
+
+def _model_params(root: Path, name: str) -> Tuple[Optional[str], Optional[Any]]:
+    from furiosa.artifacts.pipeline.params import PARAMS_FILE, load_params
+
+    params = load_params(Path(root) / PARAMS_FILE)
+    return params.weights, params.models.get(name)
+
+
+# --------------------------------------------------------------------------- facts
+
+
+def _publication(entry: Artifact) -> Optional[Dict[str, Any]]:
+    pub = entry.publication
+    if pub is None:
+        return None
+    return {"title": pub.title, "authors": pub.authors, "publisher": pub.publisher, "date": pub.date, "url": pub.url}
+
+
+def _spec_tensors(spec: Any) -> Dict[str, Any]:
+    inputs = [{"name": spec.input.name, "datatype": spec.input.dtype, "shape": ["N", *spec.input.shape],
+               "layout": spec.input.layout}]
+    if spec.task == "classification":
+        outputs = [{"name": spec.output_names[0], "datatype": "float32", "shape": ["N", spec.num_classes]}]
+    else:
+        anchors = spec.postprocess.anchors.count
+        loc, conf = spec.output_names
+        outputs = [{"name": loc, "datatype": "float32", "shape": ["N", anchors, 4]},
+                   {"name": conf, "datatype": "float32", "shape": ["N", anchors, spec.num_classes]}]
+    return {"from": SPECS_RELPATH, "inputs": inputs, "outputs": outputs}
+
+
+def _onnx_tensors(path: Path) -> Dict[str, Any]:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {init.name for init in graph.initializer}
+
+    def info(value: Any) -> Dict[str, Any]:
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name if tensor.elem_type else "?"
+        return {"name": value.name, "datatype": dtype, "shape": dims}
+
+    return {"inputs": [info(v) for v in graph.input if v.name not in initializers],
+            "outputs": [info(v) for v in graph.output]}
+
+
+def _preprocess(spec: Any) -> Dict[str, Any]:
+    p = spec.preprocess
+    resize = {"mode": p.resize.mode, "size": list(p.resize.size), "interpolation": p.resize.interpolation,
+              "backend": p.resize.backend}
+    return {"color": p.color, "resize": resize, "crop": list(p.crop) if p.crop else None, "scale": p.scale,
+            "mean": list(p.mean), "std": list(p.std), "layout": spec.input.layout}
+
+
+def _postprocess(spec: Any) -> Dict[str, Any]:
+    post = spec.postprocess
+    out: Dict[str, Any] = {"task": spec.task, "score": post.score, "labels": spec.labels,
+                           "num_classes": spec.num_classes, "label_offset": spec.label_offset}
+    if spec.task == "classification":
+        out["top_k"] = post.top_k
+    else:
+        out.update(score_threshold=post.score_threshold, nms_iou=post.nms_iou, nms_eps=post.nms_eps,
+                   per_class_top_k=post.per_class_top_k, max_detections=post.max_detections,
+                   anchors={"kind": post.anchors.kind, "count": post.anchors.count},
+                   box_coder={"anchor_format": post.box_coder.anchor_format, "code_order": post.box_coder.code_order,
+                              "scales": list(post.box_coder.scales)})
+    return out
+
+
+def _metrics_summary(m: Dict[str, Any], relpath: str) -> Dict[str, Any]:
+    latency = m.get("latency") or {}
+    fp32_lat, int8_lat = latency.get("fp32") or {}, latency.get("int8") or {}
+    weights = m.get("weights") or {}
+    return {
+        "path": relpath,
+        "weights": {"source": weights.get("source"), "deployable": weights.get("deployable")},
+        "sizes": {"fp32_bytes": m.get("fp32_bytes"), "int8_bytes": m.get("int8_bytes"),
+                  "size_ratio": m.get("size_ratio"), "parameters": m.get("parameters")},
+        "latency": {"fp32_ms": m.get("fp32_latency_ms"), "int8_ms": m.get("int8_latency_ms"),
+                    "int8_latency_ratio": m.get("int8_latency_ratio"), "statistic": "median",
+                    "batch": int8_lat.get("batch", fp32_lat.get("batch")),
+                    "threads": int8_lat.get("threads", fp32_lat.get("threads")),
+                    "cpu_count": int8_lat.get("cpu_count", fp32_lat.get("cpu_count"))},
+        "quality": {k: m[k] for k in QUALITY_KEYS if k in m},
+        "evaluation": {"data": m.get("evaluation_data"), "inputs": m.get("evaluation_inputs")},
+        "gates": m.get("gates") or {},
+    }
+
+
+def _weights_source(source: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    if source is None:
+        return None
+    out = {k: source[k] for k in ("type", "urls", "filename", "sha256", "sha256_prefix", "size", "path", "convert")
+           if k in source}
+    if "train" in source:
+        out["train"] = source["train"]
+    return out
+
+
+def model_facts(root: Path, name: str, *, onnx_tensors: bool = True) -> Dict[str, Any]:
+    """What the repository at ``root`` knows about catalog model ``name``, as JSON-able data.
+
+    ``tensors`` come from the built int8 (else fp32) ONNX when ``onnx_tensors`` and a binary exists,
+    else from specs.yaml. ``metrics`` is None when the model is not built; ``binaries`` is empty without
+    a dvc.lock.
+
+    Raises:
+        ModelNotFoundError: no such model. CatalogReadError, SpecError: an input file is invalid.
+    """
+    root = Path(root)
+    entries = read_entries(root, validate=False)
+    entry, _ = code_entry(entries, name)
+    name = entry.name
+    spec = read_model_spec(root, name)
+    mode, params = _model_params(root, name)
+    metrics = read_metrics(root, name)
+    outputs = _lock_outputs(root)
+    prefix = model_dir(name) + "/"
+    binaries = [{"path": out.path, "md5": out.md5, "size": out.size, "stage": out.stage,
+                 "present": (root / out.path).is_file()}
+                for out in sorted((outputs or {}).values(), key=lambda o: o.path) if out.path.startswith(prefix)]
+    tensors = _spec_tensors(spec)
+    if onnx_tensors:
+        for precision in PRECISIONS:
+            path = root / binary_relpath(name, precision)
+            if path.is_file():
+                tensors = {"from": binary_relpath(name, precision), **_onnx_tensors(path)}
+                break
+    built_from = ((metrics or {}).get("weights") or {}).get("source")
+    provenance = (metrics or {}).get("provenance") or {}
+    related = [{"name": e.name, "format": e.format, "location": e.location} for e in entries
+               if e.name == name or (e.format != "code" and e.location.startswith(prefix))]
+    source = _weights_source(params.source if params else None)
+    return {
+        "name": name,
+        "version": entry.version,
+        "family": entry.family,
+        "task": spec.task,
+        "description": entry.description,
+        "entries": related,
+        "publication": _publication(entry),
+        "license": LICENSE_NOTE,
+        "built": metrics is not None or any((root / binary_relpath(name, p)).is_file() for p in PRECISIONS),
+        "synthetic": built_from == "synthetic",
+        "deployable": ((metrics or {}).get("weights") or {}).get("deployable"),
+        "weights": {"mode": mode, "source": source, "built_from": built_from, "seed": provenance.get("seed")},
+        "params": None if params is None else {
+            "network": params.network, "export": params.export, "calibration": params.calibration,
+            "quantization": params.quantization, "evaluation": params.evaluation, "gates": params.gates},
+        "binaries": binaries,
+        "lock": outputs is not None,
+        "metrics": None if metrics is None else _metrics_summary(metrics, metrics_relpath(name)),
+        "tensors": tensors,
+        "preprocess": _preprocess(spec),
+        "postprocess": _postprocess(spec),
+    }
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool) or isinstance(value, int):
+        return f"{value:,}" if not isinstance(value, bool) else str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _ms(value: Optional[float]) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f} ms" if value < 10 else f"{value:.1f} ms"
+
+
+def _mb(value: Optional[int]) -> str:
+    return "n/a" if value is None else f"{value / 1e6:.2f} MB ({value:,} bytes)"
+
+
+def _shape(shape: List[Any]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def synthetic_warning(facts: Dict[str, Any]) -> str:
+    """The one-line warning for a model built from synthetic weights."""
+    seed = facts["weights"].get("seed")
+    return (f"SYNTHETIC WEIGHTS: {facts['name']} was built from seeded random weights"
+            f"{f' (seed {seed})' if seed is not None else ''}, not from its official ones: not for deployment, "
+            "its predictions are meaningless.")
+
+
+def _source_lines(facts: Dict[str, Any]) -> List[str]:
+    source = facts["weights"]["source"]
+    if source is None:
+        return ["1. source weights: no section in params.yaml"]
+    if source.get("type") == "train":
+        recipe = ", ".join(f"{k} {v}" for k, v in (source.get("train") or {}).items())
+        return [f"1. source weights: trained inside the pipeline (params.yaml `models.{facts['name']}.source.train`: "
+                f"{recipe})"]
+    urls = list(source.get("urls") or [])
+    where = f"<{urls[0]}>" if urls else f"local file `{source.get('path')}`"
+    lines = [f"1. source weights: {where}"]
+    lines += [f"   - also at <{url}>" for url in urls[1:]]
+    if source.get("sha256"):
+        lines.append(f"   - sha256 `{source['sha256']}` (pinned in params.yaml)")
+    elif source.get("sha256_prefix"):
+        lines.append(f"   - sha256 prefix `{source['sha256_prefix']}` (pinned in params.yaml; the full hash is not)")
+    else:
+        lines.append("   - sha256: not pinned in params.yaml")
+    if source.get("size"):
+        lines.append(f"   - size {source['size']:,} bytes")
+    if source.get("convert"):
+        lines.append(f"   - converted with `{source['convert']}`")
+    if facts["weights"]["built_from"] == "synthetic":
+        lines.append("   - **not used by this build**: `base.weights: synthetic` replaced them with seeded random "
+                     "weights")
+    return lines
+
+
+def _provenance_lines(facts: Dict[str, Any]) -> List[str]:
+    name = facts["name"]
+    lines = _source_lines(facts)
+    if not facts["lock"]:
+        return lines + ["", "No dvc.lock in this workspace: the hashes of the built files are not recorded."]
+    by_path = {b["path"]: b for b in facts["binaries"]}
+    steps = (("weights", "weights.pt"), ("fp32 ONNX", "fp32.onnx"), ("int8 ONNX", "int8.onnx"),
+             ("metrics", "metrics.json"))
+    for number, (step, rel) in enumerate(steps, start=2):
+        out = by_path.get(f"{model_dir(name)}/{rel}")
+        if out is None:
+            lines.append(f"{number}. {step} `{model_dir(name)}/{rel}`: not recorded in dvc.lock")
+        else:
+            lines.append(f"{number}. {step} `{out['path']}`: md5 `{out['md5']}`, {out['size']:,} bytes "
+                         f"(dvc.lock, stage `{out['stage']}`)")
+    return lines
+
+
+def _gate_rows(metrics: Dict[str, Any]) -> List[str]:
+    rows = []
+    for key, gate in sorted(metrics["gates"].items()):
+        sign = ">=" if key.endswith("_min") else "<="
+        rows.append(f"| `{key}` | {sign} {_num(gate.get('threshold'))} | {_num(gate.get('value'))} | "
+                    f"{gate.get('status')} |")
+    return rows
+
+
+def _build_section(facts: Dict[str, Any]) -> List[str]:
+    name, m = facts["name"], facts["metrics"]
+    if m is None:
+        return ["## Build results", "",
+                "Not built in this workspace: run `furiosa-artifacts build` (or `dvc pull`), then "
+                "`furiosa-artifacts docs` to add sizes, latency and int8 agreement here.", ""]
+    sizes, lat = m["sizes"], m["latency"]
+    lines = ["## Int8 vs fp32", ""]
+    ev = m["evaluation"]
+    lines.append(f"Measured by the `evaluate` stage on {_num(ev.get('inputs'))} `{ev.get('data')}` inputs "
+                 f"(`{m['path']}`).")
+    lines += ["", "| metric | value |", "| --- | --- |"]
+    lines += [f"| {key} | {_num(value)} |" for key, value in m["quality"].items()]
+    if m["gates"]:
+        lines += ["", "| gate (params.yaml) | threshold | value | status |", "| --- | --- | --- | --- |"]
+        lines += _gate_rows(m)
+        if facts["synthetic"]:
+            lines += ["", "Gates are not applicable to synthetic weights (random weights have no meaningful "
+                          "margins between classes)."]
+    lines += ["", "## Size and latency", "",
+              "| | fp32 | int8 | int8 / fp32 |", "| --- | --- | --- | --- |",
+              f"| file size | {_mb(sizes['fp32_bytes'])} | {_mb(sizes['int8_bytes'])} | {_num(sizes['size_ratio'])} |",
+              f"| latency ({lat['statistic']}) | {_ms(lat['fp32_ms'])} | {_ms(lat['int8_ms'])} | "
+              f"{_num(lat['int8_latency_ratio'])} |",
+              "",
+              f"Parameters (fp32 ONNX weights and biases): {_num(sizes['parameters'])}. Latency: ONNX Runtime CPU, "
+              f"batch {lat['batch']}, {lat['threads']} threads on a {lat['cpu_count']}-CPU build machine; it "
+              "depends on that machine.", "",
+              f"![fp32 vs int8 latency and size of {name}]({name}.png)", ""]
+    return lines
+
+
+def render_card(root: Path, name: str) -> str:
+    """The Markdown model card of ``name`` (``docs/models/<name>.md``) from the workspace at ``root``.
+
+    Raises what :func:`model_facts` raises.
+    """
+    return _card(model_facts(root, name, onnx_tensors=False))
+
+
+def _card(facts: Dict[str, Any]) -> str:
+    name = facts["name"]
+    pre, post, tensors = facts["preprocess"], facts["postprocess"], facts["tensors"]
+    lines = [f"<!-- generated by `furiosa-artifacts docs` from artifacts.yaml, params.yaml, {SPECS_RELPATH}, "
+             f"{metrics_relpath(name)} and dvc.lock; do not edit. Regenerate after every build. -->", "",
+             f"# {name} {facts['version'] or ''}".rstrip(), ""]
+    if facts["synthetic"]:
+        lines += [f"> **{synthetic_warning(facts)}**", ""]
+    lines += [facts["description"] or "", "",
+              "| | |", "| --- | --- |",
+              f"| family | {facts['family']} |", f"| task | {facts['task']} |",
+              "| catalog entries | " + ", ".join(f"`{e['name']}` ({e['format']})" for e in facts["entries"]) + " |",
+              f"| weights of this build | {facts['weights']['built_from'] or 'not built'} |", ""]
+    lines += ["## Use", "", "```python", "import furiosa.artifacts as fa", "",
+              f"model = fa.load(\"{name}\")          # int8; precision=\"fp32\" for the fp32 binary",
+              "results = model.run([\"image.jpg\"])[0]", "```", "",
+              "```sh", f"furiosa-artifacts predict {name} image.jpg --out annotated.png", "```", ""]
+    lines += ["## Tensors", "", "| | name | type | shape |", "| --- | --- | --- | --- |"]
+    lines += [f"| input | `{t['name']}` | {t['datatype']} | {_shape(t['shape'])} ({t.get('layout', '')}) |"
+              for t in tensors["inputs"]]
+    lines += [f"| output | `{t['name']}` | {t['datatype']} | {_shape(t['shape'])} |" for t in tensors["outputs"]]
+    resize = pre["resize"]
+    size = "x".join(str(s) for s in resize["size"])
+    lines += ["", "## Preprocessing", "",
+              f"- decode to {pre['color']}; resize ({resize['mode']}) to {size} with {resize['interpolation']} "
+              f"interpolation ({resize['backend']})",
+              f"- center crop {'x'.join(str(c) for c in pre['crop'])}" if pre["crop"] else "- no crop",
+              f"- x = (pixel / {_num(pre['scale'], 1)} - mean) / std, mean {pre['mean']}, std {pre['std']}; "
+              f"{pre['layout']}", "", "## Postprocessing", ""]
+    if post["task"] == "classification":
+        lines.append(f"- {post['score']} over {post['num_classes']} classes (label set `{post['labels']}`, offset "
+                     f"{post['label_offset']}), top {post['top_k']}")
+    else:
+        lines += [f"- {post['anchors']['count']} anchors ({post['anchors']['kind']}), box coder "
+                  f"{post['box_coder']['anchor_format']} / {post['box_coder']['code_order']} scales "
+                  f"{post['box_coder']['scales']}",
+                  f"- {post['score']} scores over {post['num_classes']} classes (label set `{post['labels']}`); "
+                  f"per class score > {post['score_threshold']}, NMS IoU {post['nms_iou']}, at most "
+                  f"{post['max_detections']} detections per image; boxes x1, y1, x2, y2 in image pixels"]
+    lines += ["", f"All run-time facts: `{SPECS_RELPATH}` (`{name}`).", ""]
+    lines += _build_section(facts)
+    lines += ["## Provenance", "", "Each step is built from the one before (DVC pipeline, `dvc.yaml`):", ""]
+    lines += _provenance_lines(facts)
+    if facts["params"]:
+        q = facts["params"]["quantization"]
+        lines += ["", f"Quantization (params.yaml): {q.get('quant_format')}, {q.get('method')}, "
+                      f"activations {q.get('activation_type')}, weights {q.get('weight_type')}"
+                      f"{', per channel' if q.get('per_channel') else ''}; export opset "
+                      f"{facts['params']['export'].get('opset')}."]
+    pub = facts["publication"] or {}
+    lines += ["", "## License and publication", "", f"- license: {facts['license']}"]
+    if pub:
+        authors = ", ".join(pub.get("authors") or [])
+        lines.append(f"- {pub.get('title')}: {authors}; {pub.get('publisher')}, {pub.get('date')}. <{pub.get('url')}>")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def render_plot(root: Path, name: str) -> Optional[bytes]:
+    """PNG bytes of fp32 vs int8 latency and file size of ``name``, or None when it is not built.
+
+    Deterministic for a given matplotlib: the default style, fixed size and dpi, no metadata chunk.
+
+    Raises:
+        ArtifactsError: matplotlib is not installed (it comes with the ``build`` extra).
+    """
+    return _plot(model_facts(root, name, onnx_tensors=False))
+
+
+def _plot(facts: Dict[str, Any]) -> Optional[bytes]:
+    name, m = facts["name"], facts["metrics"]
+    if m is None or m["latency"]["fp32_ms"] is None or m["sizes"]["fp32_bytes"] is None:
+        return None
+    try:
+        import matplotlib.style
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ArtifactsError("model card plots need matplotlib: pip install -e \".[build]\"") from None
+    lat, sizes = m["latency"], m["sizes"]
+    colors = ("#4c72b0", "#dd8452")
+    with matplotlib.style.context("default"):
+        fig = Figure(figsize=PLOT_SIZE, dpi=PLOT_DPI)
+        FigureCanvasAgg(fig)
+        panels = ((f"latency (ms, batch {lat['batch']}, {lat['threads']} threads)", lat["fp32_ms"], lat["int8_ms"]),
+                  ("file size (MB)", sizes["fp32_bytes"] / 1e6, sizes["int8_bytes"] / 1e6))
+        for index, (title, fp32, int8) in enumerate(panels):
+            ax = fig.add_subplot(1, 2, index + 1)
+            bars = ax.bar(["fp32", "int8"], [fp32, int8], color=colors)
+            ax.bar_label(bars, labels=[f"{fp32:.3g}", f"{int8:.3g}"], padding=2)
+            ax.set_title(title, fontsize=9)
+            ax.margins(y=0.2)
+        suffix = " (SYNTHETIC weights: not for deployment)" if facts["synthetic"] else ""
+        fig.suptitle(f"{name}{suffix}", fontsize=10)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=PLOT_DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def generated_cards(root: Path) -> Dict[Path, Union[str, bytes]]:
+    """Every model card (and plot, for built models) of the code entries in ``root``: path -> content."""
+    root = Path(root)
+    out: Dict[Path, Union[str, bytes]] = {}
+    for entry in read_entries(root, validate=False):
+        if entry.format != "code":
+            continue
+        facts = model_facts(root, entry.name, onnx_tensors=False)
+        out[root / card_relpath(entry.name)] = _card(facts)
+        plot = _plot(facts)
+        if plot is not None:
+            out[root / card_relpath(entry.name, "png")] = plot
+    return out

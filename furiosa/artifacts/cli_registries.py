@@ -1,0 +1,105 @@
+"""``furiosa-artifacts dvc-artifacts`` and ``furiosa-artifacts release``: DVC's model registry (dvc.yaml + GTO).
+
+:func:`register` adds them to the main parser's subparsers; each handler returns the exit code
+(0 ok, 1 problems found or failure) and prints errors as ``error: ...`` on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from furiosa.artifacts.errors import ArtifactsError
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def _cmd_dvc_artifacts(args: argparse.Namespace) -> int:
+    from furiosa.artifacts.registries.dvc_artifacts import check_dvc_artifacts, write_dvc_artifacts
+
+    root = Path(args.root)
+    if args.check:
+        problems = check_dvc_artifacts(root)
+        if args.json:
+            print(json.dumps({"ok": not problems, "problems": [{"location": w, "message": m} for w, m in problems]},
+                             indent=2))
+        else:
+            for where, message in problems:
+                print(f"{where}: {message}")
+            if problems:
+                print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        return EXIT_FAILED if problems else EXIT_OK
+    try:
+        changed = write_dvc_artifacts(root)
+    except (ArtifactsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps({"ok": True, "changed": [str(p) for p in changed]}, indent=2))
+    else:
+        for path in changed:
+            print(f"updated {path}")
+        if not changed:
+            print("dvc.yaml artifacts are up to date")
+    return EXIT_OK
+
+
+def _cmd_release(args: argparse.Namespace) -> int:
+    from furiosa.artifacts.registries.release import release
+
+    try:
+        steps = release(Path(args.root), args.name, version=args.version, stage=args.stage,
+                        precision=args.precision, allow_synthetic=args.allow_synthetic, remote=args.remote)
+    except (ArtifactsError, ValueError) as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "error": str(exc), "tags": []}, indent=2))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps({"ok": True, "tags": [s.as_dict() for s in steps]}, indent=2))
+        return EXIT_OK
+    for step in steps:
+        state = "created" if step.created else "exists:"
+        mark = " (synthetic weights)" if step.synthetic else ""
+        print(f"{state} {step.tag} -> {step.commit[:12]}{mark}")
+    created = [s.tag for s in steps if s.created]
+    if created:
+        print(f"share them: git push origin {' '.join(repr(t) if '#' in t else t for t in created)} "
+              "(and the binaries: dvc push)")
+    return EXIT_OK
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``dvc-artifacts`` and ``release`` subcommands (each sets ``func`` to its handler)."""
+    dvc = subparsers.add_parser(
+        "dvc-artifacts", help="write (or --check) the artifacts: section of dvc.yaml from the catalog",
+        description="Generate dvc.yaml's `artifacts:` (DVC's model registry: one artifact per built int8/fp32 "
+        "binary, e.g. mlcommons-resnet50 and mlcommons-resnet50-fp32) from artifacts.yaml, params.yaml and "
+        "specs.yaml, leaving the rest of dvc.yaml untouched; also writes .gto when absent.")
+    dvc.add_argument("--check", action="store_true",
+                     help="only compare; exit 1 and list the differences when dvc.yaml is stale")
+    dvc.add_argument("--root", default=".", help="repository root (default: .)")
+    dvc.add_argument("--json", action="store_true", help="machine-readable output")
+    dvc.set_defaults(func=_cmd_dvc_artifacts)
+
+    rel = subparsers.add_parser(
+        "release", help="register HEAD's build of a model as a GTO version, optionally assign a stage",
+        description="Create the GTO tags NAME@vX.Y.Z (and NAME#STAGE#N) on HEAD for a catalog model's binaries, "
+        "after checking that dvc.yaml/dvc.lock are committed and agree with the catalog and that the binaries "
+        "resolve. Consumers then run `dvc artifacts get REPO NAME --stage STAGE` or "
+        "`furiosa-artifacts pull NAME --stage STAGE`.")
+    rel.add_argument("name", metavar="NAME", help="catalog name (both precisions) or DVC artifact name")
+    rel.add_argument("--version", help="semver to register (default: the catalog version, v1.5 -> v1.5.0); "
+                     "must keep the catalog's vMAJOR.MINOR")
+    rel.add_argument("--stage", help="stage to assign to that version (e.g. dev, staging, prod)")
+    rel.add_argument("--precision", choices=("int8", "fp32", "all"), default="all",
+                     help="which binaries of a catalog name (default: all)")
+    rel.add_argument("--allow-synthetic", action="store_true",
+                     help="register a build from synthetic weights anyway (the tag message says so)")
+    rel.add_argument("--remote", help="DVC remote to look for binaries not found locally")
+    rel.add_argument("--root", default=".", help="repository root (default: .)")
+    rel.add_argument("--json", action="store_true", help="machine-readable output")
+    rel.set_defaults(func=_cmd_release)
