@@ -63,7 +63,7 @@ def test_plot_is_a_deterministic_png_without_metadata():
 def test_unbuilt_model_gets_a_card_without_build_results(digits_copy):
     card = render_card(digits_copy, "EfficientNetV2_S")
     assert "Not built in this workspace" in card and "SYNTHETIC" not in card
-    assert "tf_efficientnetv2_s-eb54923e.pth" in card and "sha256 prefix `eb54923e`" in card
+    assert "tf_efficientnetv2_s-eb54923e.pth" in card and "sha256: not pinned in params.yaml" in card
     assert render_plot(digits_copy, "EfficientNetV2_S") is None
 
 

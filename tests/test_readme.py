@@ -23,11 +23,12 @@ def test_catalog_table_matches_the_catalog():
 
 def test_docs_check_detects_a_stale_table(repo_copy):
     catalog = repo_copy / "artifacts.yaml"
-    catalog.write_text(catalog.read_text().replace("family: ResNet\n", "family: ResNetV15\n", 1))
+    catalog.write_text(catalog.read_text().replace("title: Deep Residual Learning for Image Recognition",
+                                                   "title: Deep Residual Learning (CVPR 2016)", 1))
     proc = run_cli(["docs", "--check", "--root", str(repo_copy)])
     assert proc.returncode == 1 and "README.md: stale" in proc.stdout
     assert run_cli(["docs", "--root", str(repo_copy)]).returncode == 0
-    assert "| ResNetV15 |" in (repo_copy / "README.md").read_text()
+    assert "[Deep Residual Learning (CVPR 2016)](https://arxiv.org/abs/1512.03385)" in (repo_copy / "README.md").read_text()
     assert run_cli(["docs", "--check", "--root", str(repo_copy)]).returncode == 0
 
 

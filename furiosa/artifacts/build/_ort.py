@@ -14,6 +14,7 @@ __all__ = ["ORT_ERRORS", "cpu_session"]
 # The pybind errors subclass Exception directly, so they are listed one by one.
 ORT_ERRORS: tuple[type[BaseException], ...] = (
     ValueError, RuntimeError, TypeError, KeyError, IndexError,
+    AssertionError,  # the quantizer asserts on graphs it cannot handle (EfficientNetV2-S in QOperator form)
     onnx.checker.ValidationError,
     _state.Fail, _state.InvalidArgument, _state.InvalidGraph, _state.InvalidProtobuf,
     _state.NoSuchFile, _state.NotImplemented, _state.RuntimeException,

@@ -173,13 +173,17 @@ def _resized_size(height: int, width: int, p: PreprocessSpec) -> tuple[int, int]
 
 
 def _resize(image: Union[Image.Image, np.ndarray], size: tuple[int, int], p: PreprocessSpec) -> np.ndarray:
-    """Resize to (h, w) with the spec's backend; returns float32 HWC (HW for an "L" image)."""
+    """Resize to (h, w) with the spec's backend; HWC (HW for an "L" image).
+
+    The PIL backend returns uint8 (PIL resizes 8-bit images), so the crop that follows copies a quarter
+    of the bytes a float32 array would need; the cv2 backend resizes float32, as MLPerf does.
+    """
     h, w = size
     if p.resize.backend == "pil":
         pil = image if isinstance(image, Image.Image) else Image.fromarray(image)
         if pil.size != (w, h):
             pil = pil.resize((w, h), _PIL_FILTERS[p.resize.interpolation])
-        return np.asarray(pil, dtype=np.float32)
+        return np.asarray(pil)
     import cv2  # OpenCV is only needed by the cv2-backend models
 
     array = np.asarray(image, dtype=np.float32)  # as MLPerf maybe_resize: float32 before the resize
@@ -213,7 +217,10 @@ def preprocess_image(image: Union[Image.Image, np.ndarray], spec: ModelSpec) -> 
         array = array[:, :, ::-1]
     mean = np.asarray(p.mean, dtype=np.float32)
     std = np.asarray(p.std, dtype=np.float32)
-    array = (array / np.float32(p.scale) - mean) / std
+    array = array.astype(np.float32, copy=False)  # resize output is ours: normalise in place, same order
+    array /= np.float32(p.scale)
+    array -= mean
+    array /= std
     if spec.input.layout == "NCHW":
         array = array.transpose(2, 0, 1)
     context = ImageContext(original_size=(height, width), resized_size=resized_size, crop_offset=offset,
