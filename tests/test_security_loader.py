@@ -28,7 +28,12 @@ from furiosa.artifacts.errors import CatalogError, UnsafePathError, UntrustedCod
 from furiosa.artifacts.loader import ENTRY_MODULE, ENV_TRUSTED, installed_entry_points, load_from_repo
 
 BINARY = REPO_ROOT / "models" / "DigitsConvNet" / "int8.onnx"
-pytestmark = pytest.mark.skipif(not BINARY.is_file(), reason="needs the built DigitsConvNet binary")
+
+
+@pytest.fixture(autouse=True)
+def _built_binary():
+    if not BINARY.is_file():
+        pytest.fail(f"{BINARY} is not built: run the README's main command first")
 
 EVIL_MODULE = """\
 import pathlib
