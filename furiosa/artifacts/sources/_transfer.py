@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import http.client
+import logging
+import random
 import re
 import socket
 import ssl
@@ -193,3 +195,46 @@ def local_attempt(path: str, partial: Path, *, size: int | None, bar: tqdm) -> N
 
     with fin:
         _pump(read, partial, "wb", start=0, size=size, bar=bar)
+
+
+MAX_BACKOFF_S = 30.0
+
+
+class GaveUp(Exception):
+    """:func:`with_retries` stopped: a non-retryable error, or the retries ran out (message says which)."""
+
+
+def with_retries(attempt, partial: Path, *, retries: int, timeout: float, backoff: float, where: str,
+                 log: logging.Logger) -> None:
+    """Run ``attempt`` (which fills ``partial``) until it succeeds, retrying transient failures.
+
+    Backoff is exponential with jitter, capped at :data:`MAX_BACKOFF_S`, and honours ``Retry-After``.
+    A :class:`Permanent` failure deletes ``partial`` and propagates; a transient one asking for a restart
+    deletes it and retries. Raises :class:`GaveUp` when an error is not retryable or retries run out.
+    """
+    failures = 0
+    while True:
+        try:
+            attempt()
+            return
+        except Permanent:
+            _fs.remove_quietly(partial)
+            raise
+        except (Transient, OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, Transient):
+                reason, retry_after = exc.reason, exc.retry_after
+                if exc.restart:
+                    _fs.remove_quietly(partial)
+            else:
+                transient, reason = describe(exc, timeout)
+                retry_after = None
+                if not transient:
+                    raise GaveUp(reason) from exc
+            failures += 1
+            if failures > retries:
+                raise GaveUp(f"{reason} ({failures} attempt{'s' if failures > 1 else ''})") from exc
+            delay = min(MAX_BACKOFF_S, backoff * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, MAX_BACKOFF_S))
+            log.warning("%s: %s; retry %d of %d in %.1f s", where, reason, failures, retries, delay)
+            time.sleep(delay)

@@ -24,15 +24,12 @@ partial is kept so that the next call resumes it; a full disk deletes it and sto
 
 from __future__ import annotations
 
-import http.client
 import logging
 import os
 import posixpath
-import random
 import re
 import shutil
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -45,12 +42,12 @@ from tqdm import tqdm
 from furiosa.artifacts.errors import ChecksumError, DownloadError, SpecError
 from furiosa.artifacts.sources import _fs, cache
 from furiosa.artifacts.sources._transfer import (
+    GaveUp,
     LocalWriteError,
     Permanent,
-    Transient,
-    describe,
     http_attempt,
     local_attempt,
+    with_retries,
 )
 
 __all__ = ["ENV_MIRRORS", "Candidate", "download", "parse_mirrors", "plan_candidates"]
@@ -161,38 +158,16 @@ def _fetch_candidate(
     """Fill ``partial`` with verified bytes from ``cand``; return None or why it failed."""
     if cand.kind == "invalid":
         return cand.note
-    failures = 0
     clean_restart_done = False
     while True:
         resumed = partial.exists() and partial.stat().st_size > 0 and cand.kind == "http"
         try:
-            if cand.kind == "http":
-                http_attempt(cand.location, partial, size=size, timeout=timeout, bar=bar)
-            else:
-                local_attempt(cand.location, partial, size=size, bar=bar)
-        except Permanent as exc:
-            _fs.remove_quietly(partial)
+            with_retries(
+                (lambda: http_attempt(cand.location, partial, size=size, timeout=timeout, bar=bar))
+                if cand.kind == "http" else (lambda: local_attempt(cand.location, partial, size=size, bar=bar)),
+                partial, retries=retries, timeout=timeout, backoff=backoff, where=cand.location, log=log)
+        except (Permanent, GaveUp) as exc:
             return str(exc)
-        except (Transient, OSError, http.client.HTTPException) as exc:
-            if isinstance(exc, Transient):
-                reason, retry_after = exc.reason, exc.retry_after
-                if exc.restart:
-                    _fs.remove_quietly(partial)
-            else:
-                transient, reason = describe(exc, timeout)
-                retry_after = None
-                if not transient:
-                    return reason
-            failures += 1
-            if failures > retries:
-                attempts = f"{failures} attempt{'s' if failures > 1 else ''}"
-                return f"{reason} ({attempts})"
-            delay = min(MAX_BACKOFF_S, backoff * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
-            if retry_after is not None:
-                delay = max(delay, min(retry_after, MAX_BACKOFF_S))
-            log.warning("%s: %s; retry %d of %d in %.1f s", cand.location, reason, failures, retries, delay)
-            time.sleep(delay)
-            continue
         try:
             cache.verify_file(partial, sha256=sha256, size=size)
         except ChecksumError as exc:

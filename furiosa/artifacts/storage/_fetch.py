@@ -10,11 +10,8 @@ deleted and reported, never cached.
 
 from __future__ import annotations
 
-import http.client
 import logging
-import random
 import threading
-import time
 import urllib.error
 from pathlib import Path
 from typing import Callable
@@ -24,18 +21,18 @@ from tqdm import tqdm
 from furiosa.artifacts.errors import ChecksumError, DownloadError
 from furiosa.artifacts.sources import _fs, cache
 from furiosa.artifacts.sources._transfer import (
+    GaveUp,
     LocalWriteError,
     Permanent,
     Transient,
     _pump,
-    describe,
     http_attempt,
+    with_retries,
 )
 from furiosa.artifacts.storage.remote import Remote
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 30.0
 #: why a remote failed: ``unreachable``, ``forbidden`` (credentials), ``missing``, ``error``
 FAILURE_HINTS = {
     "unreachable": "check the URL/endpoint and the network; once a binary is cached it resolves offline",
@@ -74,32 +71,12 @@ def _kind_of(exc: Permanent) -> str:
 def _attempts(attempt: Callable[[], None], partial: Path, *, retries: int, timeout: float, backoff: float,
               where: str) -> None:
     """Run ``attempt`` until it fills ``partial`` or fails for good (raises RemoteFailure)."""
-    failures = 0
-    while True:
-        try:
-            attempt()
-            return
-        except Permanent as exc:
-            _fs.remove_quietly(partial)
-            raise RemoteFailure(_kind_of(exc), str(exc)) from exc
-        except (Transient, OSError, http.client.HTTPException) as exc:
-            if isinstance(exc, Transient):
-                reason, retry_after = exc.reason, exc.retry_after
-                if exc.restart:
-                    _fs.remove_quietly(partial)
-            else:
-                transient, reason = describe(exc, timeout)
-                retry_after = None
-                if not transient:
-                    raise RemoteFailure("unreachable", reason) from exc
-            failures += 1
-            if failures > retries:
-                raise RemoteFailure("unreachable", f"{reason} ({failures} attempt{'s' * (failures > 1)})") from exc
-            delay = min(MAX_BACKOFF_S, backoff * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
-            if retry_after is not None:
-                delay = max(delay, min(retry_after, MAX_BACKOFF_S))
-            log.warning("%s: %s; retry %d of %d in %.1f s", where, reason, failures, retries, delay)
-            time.sleep(delay)
+    try:
+        with_retries(attempt, partial, retries=retries, timeout=timeout, backoff=backoff, where=where, log=log)
+    except Permanent as exc:
+        raise RemoteFailure(_kind_of(exc), str(exc)) from exc
+    except GaveUp as exc:
+        raise RemoteFailure("unreachable", str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- S3
