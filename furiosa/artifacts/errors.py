@@ -58,3 +58,11 @@ class BuildError(ArtifactsError, RuntimeError):
 
 class GateError(BuildError):
     """A quality gate from params.yaml was missed."""
+
+
+class WeightsFormatError(BuildError):
+    """A weights file is in no supported format, or is corrupt for the format its bytes announce."""
+
+
+class UnsafeWeightsError(WeightsFormatError):
+    """A weights file would run code when read (a pickle naming a global outside the tensor allow-list)."""

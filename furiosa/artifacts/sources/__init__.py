@@ -2,9 +2,12 @@
 
 :func:`fetch_weights` turns a ``source:`` mapping from params.yaml into a verified file:
 
-``{type: url, urls: [...], sha256: <hex>, size: <bytes>, filename: <name>, member: <path>}``
-    downloaded through the cache (:func:`download`); ``size``, ``filename`` (basename looked
-    up on mirrors) and ``member`` (extract this file from a tar archive) are optional.
+``{type: url, urls: [...], sha256|sha384|md5: <hex>, size: <bytes>, filename: <name>, member: <path>}``
+    downloaded through the cache (:func:`download`) and verified against the checksum its publisher gives
+    (exactly one of ``sha256``, ``sha384``, ``md5``; the cache is keyed by the sha256 we compute either way);
+    ``size``, ``filename`` (basename looked up on mirrors) and ``member`` (extract this file from a tar
+    archive, e.g. a TF tarball's ``frozen_inference_graph.pb``) are optional. A source without a checksum
+    is refused: nothing unpinned is ever downloaded.
 ``{type: file, path: <path>, sha256: <hex>, size: <bytes>}``
     a local file (relative paths are resolved against the repository and must stay inside
     it), copied after its hash is checked.
@@ -39,12 +42,13 @@ __all__ = [
     "fetch_weights",
     "hash_file",
     "safe_extract",
+    "source_pin",
     "verify_file",
 ]
 
 _KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # type: (required, optional)
-    "url": (frozenset({"type", "urls", "sha256"}), frozenset({"size", "filename", "member"})),
+    "url": (frozenset({"type", "urls"}), frozenset({"sha256", "sha384", "md5", "size", "filename", "member"})),
     "file": (frozenset({"type", "path", "sha256"}), frozenset({"size"})),
 }
 _NOT_FETCHED = {
@@ -65,6 +69,35 @@ def _check_keys(source: Mapping[str, Any], kind: str, where: str) -> None:
         problems.append(f"unknown key {key!r} for type {kind!r}; {hint}allowed keys: {sorted(required | optional)}")
     if problems:
         raise SpecError(f"{where}: " + "; ".join(problems))
+
+
+#: published checksum algorithms a url source may be pinned by, in order of preference
+PIN_ALGORITHMS = ("sha256", "sha384", "md5")
+
+
+def source_pin(source: Mapping[str, Any], where: str) -> tuple[str, str]:
+    """The ``(algorithm, hex digest)`` a url source is pinned by.
+
+    Raises:
+        SpecError: no checksum, more than one, or a malformed one; the message names the field and the fix.
+    """
+    given = [algo for algo in PIN_ALGORITHMS if source.get(algo) is not None]
+    if not given:
+        raise SpecError(
+            f"{where}: no published checksum pinned, so the download is refused (an unpinned file could be "
+            f"anything). Fix: add the checksum its publisher gives as one of {', '.join(PIN_ALGORITHMS)} "
+            "(plus `size:` where known), e.g. `sha256: <64 hex>`; or put a copy you verified in a mirror "
+            "directory (FURIOSA_ARTIFACTS_MIRRORS) and pin its `sha256sum`; or build with `--weights synthetic` "
+            "(seeded random weights, marked not deployable)"
+        )
+    if len(given) > 1:
+        raise SpecError(f"{where}: pin one checksum, not {' and '.join(given)}: keep the one the publisher gives")
+    algo = given[0]
+    value, length = source[algo], {"sha256": 64, "sha384": 96, "md5": 32}[algo]
+    if not isinstance(value, str) or not re.fullmatch(rf"[0-9a-fA-F]{{{length}}}", value):
+        raise SpecError(f"{where}.{algo}: expected {length} hexadecimal characters, got {value!r} "
+                        f"(compute it with `{algo}sum FILE`, or copy it from the publisher)")
+    return algo, value.lower()
 
 
 def _check_sha256(value: Any, where: str) -> str:
@@ -185,14 +218,18 @@ def fetch_weights(
         )
     if kind not in _KEYS:
         raise SpecError(f"{where}.type: expected one of {sorted([*_KEYS, *_NOT_FETCHED])}, got {kind!r}")
+    if "convert" in source:
+        raise SpecError(f"{where}.convert: no longer used: the weights format is detected from the file's bytes "
+                        "(furiosa.artifacts.weights_io); remove the key")
     _check_keys(source, kind, where)
-    sha256 = _check_sha256(source["sha256"], where)
     size = _check_size(source.get("size"), where)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if kind == "file":
+        sha256 = _check_sha256(source["sha256"], where)
         path = _check_relative(source["path"], "path", where)
         return _copy_verified(_resolve_file(path, repo_root, where), dest, sha256=sha256, size=size, where=where)
+    algo, digest = source_pin(source, where)
     urls = _check_urls(source["urls"], where)
     filename = source.get("filename")
     if filename is not None:
@@ -201,7 +238,7 @@ def fetch_weights(
             raise SpecError(f"{where}.filename: expected a plain file name without directories, got {filename!r}")
     member = source.get("member")
     if member is None:
-        return download(urls, sha256=sha256, size=size, dest=dest, filename=filename, progress=progress)
+        return download(urls, pin=(algo, digest), size=size, dest=dest, filename=filename, progress=progress)
     member = _check_relative(member, "member", where)
-    archive = download(urls, sha256=sha256, size=size, filename=filename, progress=progress)
+    archive = download(urls, pin=(algo, digest), size=size, filename=filename, progress=progress)
     return extract_member(archive, member, dest)

@@ -5,6 +5,8 @@ Layout under :func:`cache_root` (``$FURIOSA_ARTIFACTS_HOME``, default ``~/.cache
     blobs/sha256/<64 hex>              verified files, read-only, addressed by sha256
     blobs/sha256/<64 hex>.incomplete   a partial download being written or kept for resuming
     blobs/md5/<32 hex>                 the same for md5 (a DVC remote addresses files by md5)
+    blobs/<algo>/<hex>.incomplete      a partial download pinned by a published sha384/md5 (source pins)
+    aliases/<algo>/<hex>               the sha256 we computed for a file pinned by sha384/md5
     locks/<algo>/<hex>.lock            per-blob inter-process locks
 
 An entry appears under its final name only after its bytes were hashed and matched, via an
@@ -39,7 +41,7 @@ __all__ = [
 
 ENV_HOME = "FURIOSA_ARTIFACTS_HOME"
 #: supported algorithms and the length of their hex digests
-HASH_ALGORITHMS: dict[str, int] = {"sha256": 64, "md5": 32}
+HASH_ALGORITHMS: dict[str, int] = {"sha256": 64, "sha384": 96, "md5": 32}
 
 try:  # POSIX
     import fcntl
@@ -104,7 +106,8 @@ def hash_file(path: Path, algos: tuple[str, ...] = ("sha256",)) -> dict[str, str
     return {algo: hasher.hexdigest() for algo, hasher in hashers.items()}
 
 
-def verify_file(path: Path, *, sha256: str | None = None, md5: str | None = None, size: int | None = None) -> None:
+def verify_file(path: Path, *, sha256: str | None = None, md5: str | None = None, size: int | None = None,
+                sha384: str | None = None) -> None:
     """Check a file's size and hashes (streaming, one read).
 
     Raises:
@@ -118,7 +121,9 @@ def verify_file(path: Path, *, sha256: str | None = None, md5: str | None = None
     if size is not None and actual_size != size:
         raise ChecksumError(f"{path}: size mismatch: expected {size} bytes, got {actual_size} bytes")
     expected = {
-        algo: normalize_digest(algo, value) for algo, value in (("sha256", sha256), ("md5", md5)) if value is not None
+        algo: normalize_digest(algo, value)
+        for algo, value in (("sha256", sha256), ("sha384", sha384), ("md5", md5))
+        if value is not None
     }
     if not expected:
         return

@@ -148,7 +148,7 @@ def _fetch_candidate(
     cand: Candidate,
     partial: Path,
     *,
-    sha256: str,
+    expected: dict[str, str],
     size: int | None,
     retries: int,
     timeout: float,
@@ -169,7 +169,7 @@ def _fetch_candidate(
         except (Permanent, GaveUp) as exc:
             return str(exc)
         try:
-            cache.verify_file(partial, sha256=sha256, size=size)
+            cache.verify_file(partial, size=size, **expected)
         except ChecksumError as exc:
             _fs.remove_quietly(partial)
             if resumed and not clean_restart_done:
@@ -192,9 +192,9 @@ def _disk_full_error(path: Path, needed: int | None, error: OSError | None) -> D
 
 
 def _failure_message(
-    name: str, sha256: str, size: int | None, tried: list[tuple[Candidate, str]], partial: Path
+    name: str, pin: str, size: int | None, tried: list[tuple[Candidate, str]], partial: Path
 ) -> str:
-    what = f"{name or 'file'} (sha256 {sha256}" + (f", {size} bytes)" if size is not None else ")")
+    what = f"{name or 'file'} ({pin}" + (f", {size} bytes)" if size is not None else ")")
     lines = [f"could not download {what}; tried:"]
     lines += [f"  - {cand.location} [{cand.origin}]: {reason}" for cand, reason in tried]
     if not tried:
@@ -203,7 +203,7 @@ def _failure_message(
         lines.append(
             f"A partial download ({partial.stat().st_size} bytes) is kept at {partial}; running again resumes it."
         )
-    holder = name or f"the file with sha256 {sha256}"
+    holder = name or f"the file with {pin}"
     lines.append(
         f"To fix: check the network or proxy settings and the URLs, or set {ENV_MIRRORS} to a "
         f"directory (or base URL) holding {holder}, or explicitly request synthetic weights "
@@ -212,11 +212,63 @@ def _failure_message(
     return "\n".join(lines)
 
 
+def _alias_path(algo: str, digest: str) -> Path:
+    return cache.cache_root() / "aliases" / algo / cache.normalize_digest(algo, digest)
+
+
+def _alias_lookup(algo: str, digest: str, size: int | None) -> Path | None:
+    """The sha256-keyed blob recorded for a file pinned by ``algo``/``digest``, re-verified against the pin."""
+    alias = _alias_path(algo, digest)
+    try:
+        sha256 = alias.read_text("ascii").strip()
+        blob = cache.cache_path("sha256", sha256)
+    except (OSError, ValueError):
+        return None
+    if not blob.is_file():
+        return None
+    try:
+        cache.verify_file(blob, size=size, **{algo: digest})
+    except ChecksumError:
+        return None
+    return blob
+
+
+def _commit_pinned(partial: Path, algo: str, digest: str) -> Path:
+    """Move a verified partial pinned by sha384/md5 to ``blobs/sha256/<the sha256 we compute>``; record the alias."""
+    sha256 = cache.hash_file(partial)["sha256"]
+    blob = cache.cache_path("sha256", sha256)
+    with cache.blob_lock("sha256", sha256):
+        if cache.lookup("sha256", sha256) is not None:
+            _fs.remove_quietly(partial)
+        else:
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            _fs.commit(partial, blob, readonly=True)
+    alias = _alias_path(algo, digest)
+    alias.parent.mkdir(parents=True, exist_ok=True)
+    with _fs.temporary_sibling(alias) as tmp:
+        tmp.write_text(sha256 + "\n", "ascii")
+        _fs.commit(tmp, alias)
+    return blob
+
+
+def _pin(sha256: str | None, pin: tuple[str, str] | None) -> tuple[str, str]:
+    if (sha256 is None) == (pin is None):
+        raise SpecError("give exactly one of sha256=... or pin=(algorithm, digest)")
+    algo, digest = ("sha256", sha256) if pin is None else pin
+    if algo not in cache.HASH_ALGORITHMS:
+        raise SpecError(f"pin algorithm must be one of {sorted(cache.HASH_ALGORITHMS)}, got {algo!r}")
+    length = cache.HASH_ALGORITHMS[algo]
+    if not isinstance(digest, str) or not re.fullmatch(rf"[0-9a-fA-F]{{{length}}}", digest):
+        raise SpecError(f"{algo} must be {length} hexadecimal characters, got {digest!r}")
+    return algo, digest.lower()
+
+
 def download(
     urls: Sequence[str],
     *,
-    sha256: str,
+    sha256: str | None = None,
     size: int | None,
+    pin: tuple[str, str] | None = None,
     dest: Path | None = None,
     mirrors: Sequence[str] = (),
     filename: str | None = None,
@@ -226,7 +278,9 @@ def download(
     progress: bool = True,
     link: bool = False,
 ) -> Path:
-    """Fetch a file by its sha256 through the cache, from the first source that works.
+    """Fetch a file by its sha256 (or by ``pin``: a published ``("sha384"|"md5", hex)``) through the cache,
+    from the first source that works. The cache is keyed by sha256 either way: a file pinned by another
+    algorithm is verified against its pin, then stored under the sha256 we compute (``aliases/`` records it).
 
     The order of sources and the retry rules are in the module docstring. Returns ``dest``
     (written atomically: a copy, or a hardlink to the read-only cache entry with ``link``)
@@ -239,16 +293,26 @@ def download(
         DownloadError: every source failed (the message lists each source and why, and
             what to do), or the disk is full (``errno`` ENOSPC; the partial is removed).
     """
-    if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
-        raise SpecError(f"sha256 must be 64 hexadecimal characters, got {sha256!r}")
+    algo, digest = _pin(sha256, pin)
+    expected = {algo: digest}
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
         raise SpecError(f"size must be a non-negative integer or None, got {size!r}")
     if isinstance(urls, (str, bytes)):
         raise SpecError("urls must be a list of URLs, not a single string")
     if retries < 0:
         raise SpecError(f"retries must be >= 0, got {retries!r}")
-    sha256 = sha256.lower()
     dest = Path(dest) if dest is not None else None
+
+    def cached() -> Path | None:
+        if algo == "sha256":
+            return cache.lookup("sha256", digest, size=size)
+        return _alias_lookup(algo, digest, size)
+
+    def commit(partial: Path, blob: Path) -> Path:
+        if algo == "sha256":
+            _fs.commit(partial, blob, readonly=True)
+            return blob
+        return _commit_pinned(partial, algo, digest)
 
     def deliver(blob: Path) -> Path:
         if dest is None:
@@ -260,21 +324,21 @@ def download(
                 raise _disk_full_error(dest, size, exc) from exc
             raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}") from exc
 
-    hit = cache.lookup("sha256", sha256, size=size)
+    hit = cached()
     if hit is not None:
         return deliver(hit)
     if dest is not None and dest.is_file():
         try:
-            cache.verify_file(dest, sha256=sha256, size=size)
+            cache.verify_file(dest, size=size, **expected)
             return dest
         except ChecksumError:
             pass  # replaced below, atomically
     candidates = plan_candidates(urls, mirrors=mirrors, filename=filename)
     name = _basename(urls, filename) or ""
-    blob = cache.cache_path("sha256", sha256)
+    blob = cache.cache_path(algo, digest)
     partial = _fs.incomplete_path(blob)
-    with cache.blob_lock("sha256", sha256):
-        hit = cache.lookup("sha256", sha256, size=size)  # another process may have finished it
+    with cache.blob_lock(algo, digest):
+        hit = cached()  # another process may have finished it
         if hit is not None:
             return deliver(hit)
         blob.parent.mkdir(parents=True, exist_ok=True)
@@ -283,9 +347,8 @@ def download(
         have = partial.stat().st_size if partial.exists() else 0
         if size is not None and have == size:  # finished earlier but never committed
             try:
-                cache.verify_file(partial, sha256=sha256, size=size)
-                _fs.commit(partial, blob, readonly=True)
-                return deliver(blob)
+                cache.verify_file(partial, size=size, **expected)
+                return deliver(commit(partial, blob))
             except ChecksumError:
                 _fs.remove_quietly(partial)
                 have = 0
@@ -297,7 +360,7 @@ def download(
             unit="B",
             unit_scale=True,
             unit_divisor=1024,
-            desc=name or sha256[:12],
+            desc=name or digest[:12],
             file=sys.stderr,
             disable=not progress,
             leave=False,
@@ -307,7 +370,7 @@ def download(
                     reason = _fetch_candidate(
                         cand,
                         partial,
-                        sha256=sha256,
+                        expected=expected,
                         size=size,
                         retries=retries,
                         timeout=timeout,
@@ -323,10 +386,9 @@ def download(
                         f"permissions there or set {cache.ENV_HOME} to a writable directory"
                     ) from exc.error
                 if reason is None:
-                    _fs.commit(partial, blob, readonly=True)
-                    return deliver(blob)
+                    return deliver(commit(partial, blob))
                 log.info("%s: %s", cand.location, reason)
                 tried.append((cand, reason))
-        error = DownloadError(_failure_message(name, sha256, size, tried, partial))
+        error = DownloadError(_failure_message(name, f"{algo} {digest}", size, tried, partial))
         error.attempts = tried  # type: ignore[attr-defined]
         raise error
