@@ -63,7 +63,9 @@ def test_plot_is_a_deterministic_png_without_metadata():
 def test_unbuilt_model_gets_a_card_without_build_results(digits_copy):
     card = render_card(digits_copy, "EfficientNetV2_S")
     assert "Not built in this workspace" in card and "SYNTHETIC" not in card
-    assert "tf_efficientnetv2_s-eb54923e.pth" in card and "sha256: not pinned in params.yaml" in card
+    assert "model.safetensors" in card and "58906b9a6161ef085fe6305455bf488faa94f21a" in card
+    assert "sha256 `b8a4b5462df66612e3c0e63781f73f7890ccdac8bcd950b4fc0ba0c0f29bda1f`" in card
+    assert "published by timm" in card
     assert render_plot(digits_copy, "EfficientNetV2_S") is None
 
 

@@ -209,8 +209,8 @@ def _metrics_summary(m: Dict[str, Any], relpath: str) -> Dict[str, Any]:
 def _weights_source(source: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     if source is None:
         return None
-    out = {k: source[k] for k in ("type", "urls", "filename", "sha256", "sha256_prefix", "size", "path", "convert")
-           if k in source}
+    out = {k: source[k] for k in ("type", "urls", "filename", "sha256", "sha384", "md5", "sha256_prefix", "size",
+                                  "path", "member", "publisher") if k in source}
     if "train" in source:
         out["train"] = source["train"]
     return out
@@ -322,16 +322,22 @@ def _source_lines(facts: Dict[str, Any]) -> List[str]:
     where = f"<{urls[0]}>" if urls else f"local file `{source.get('path')}`"
     lines = [f"1. source weights: {where}"]
     lines += [f"   - also at <{url}>" for url in urls[1:]]
-    if source.get("sha256"):
-        lines.append(f"   - sha256 `{source['sha256']}` (pinned in params.yaml)")
-    elif source.get("sha256_prefix"):
+    if source.get("filename"):
+        lines.append(f"   - file `{source['filename']}`" + (f", member `{source['member']}`" if source.get("member")
+                                                            else ""))
+    if source.get("publisher"):
+        lines.append(f"   - published by {source['publisher']}")
+    pins = [algo for algo in ("sha256", "sha384", "md5") if source.get(algo)]
+    for algo in pins:
+        lines.append(f"   - {algo} `{source[algo]}` (the publisher's checksum, pinned in params.yaml)")
+    if not pins and source.get("sha256_prefix"):
         lines.append(f"   - sha256 prefix `{source['sha256_prefix']}` (pinned in params.yaml; the full hash is not)")
-    else:
-        lines.append("   - sha256: not pinned in params.yaml")
+    elif not pins:
+        lines.append("   - checksum: not pinned in params.yaml (an official build refuses this model)")
     if source.get("size"):
         lines.append(f"   - size {source['size']:,} bytes")
-    if source.get("convert"):
-        lines.append(f"   - converted with `{source['convert']}`")
+    lines.append("   - read by `furiosa.artifacts.weights_io` (format detected from the bytes, no pickled code run; "
+                 "`furiosa-artifacts convert` does the same for a local copy)")
     if facts["weights"]["built_from"] == "synthetic":
         lines.append("   - **not used by this build**: `base.weights: synthetic` replaced them with seeded random "
                      "weights")

@@ -58,14 +58,18 @@ def _cmd_docs(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from furiosa.artifacts.pipeline.build import build, format_summary
+    from furiosa.artifacts.pipeline.build import build, format_outcomes, format_summary
 
-    rows = build(Path(args.root), weights=args.weights, models=args.model, push=not args.no_push)
+    result = build(Path(args.root), weights=args.weights, models=args.model, push=not args.no_push)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(result, indent=2))
     else:
-        print(format_summary(rows))
-    return EXIT_OK
+        print(format_summary(result["summary"]))
+        print(format_outcomes(result["models"]))
+    not_built = [o["model"] for o in result["models"] if o["status"] != "built"]
+    if not_built and not args.json:
+        print(f"error: not built: {', '.join(not_built)} (reasons above)", file=sys.stderr)
+    return EXIT_PROBLEMS if not_built else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,12 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     lint.set_defaults(func=_cmd_lint)
 
     from furiosa.artifacts.cli_client import register as register_client
+    from furiosa.artifacts.cli_convert import register as register_convert
     from furiosa.artifacts.cli_registries import register as register_registries
     from furiosa.artifacts.cli_storage import register as register_storage
 
     register_client(sub)
     register_storage(sub)
     register_registries(sub)
+    register_convert(sub)
 
     build = sub.add_parser(
         "build", help="rebuild the binaries with the DVC pipeline (dvc repro + dvc push)",

@@ -50,13 +50,41 @@ def dvc_env() -> Dict[str, str]:
 
 
 def dvc(root: Path, *args: str) -> None:
-    """Run ``dvc ARGS`` in ``root``, streaming its output. Raises BuildError on failure."""
+    """Run ``dvc ARGS`` in ``root``, streaming its output. Raises BuildError on failure.
+
+    The BuildError's message ends with the ``error: ...`` lines the stages printed (the cause and its fix).
+    """
     exe = Path(sys.executable).parent / "dvc"
     command = [str(exe) if exe.exists() else "dvc", *args]
     print(f"+ dvc {' '.join(args)}", file=sys.stderr, flush=True)
-    proc = subprocess.run(command, cwd=root, env=dvc_env())
+    errors: List[str] = []
+    with subprocess.Popen(command, cwd=root, env=dvc_env(), stderr=subprocess.PIPE, text=True,
+                          errors="replace") as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            if line.startswith("error:") or errors and line.startswith(("  ", "To fix")):
+                errors.append(line.rstrip())
     if proc.returncode != 0:
-        raise BuildError(f"`dvc {' '.join(args)}` failed with exit code {proc.returncode} (see its output above)")
+        cause = ("\n" + "\n".join(errors[-12:])) if errors else " (see its output above)"
+        raise BuildError(f"`dvc {' '.join(args)}` failed with exit code {proc.returncode}{cause}")
+
+
+def refusal(params: Any, name: str) -> Optional[str]:
+    """Why ``name`` cannot be built from official weights, known before anything runs (None: it can be tried).
+
+    An unpinned url source is refused with the fix (pin, mirror, or ``--weights synthetic``).
+    """
+    source = params.model(name).source
+    if params.weights != "official" or source.get("type") != "url":
+        return None
+    from furiosa.artifacts.sources import source_pin
+
+    try:
+        source_pin(source, f"{PARAMS_FILE}: models.{name}.source")
+    except SpecError as exc:
+        return str(exc)
+    return None
 
 
 def summary(root: Path, names: Sequence[str]) -> List[Dict[str, Any]]:
@@ -88,11 +116,26 @@ def format_summary(rows: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def build(root: Path, *, weights: Optional[str] = None, models: Sequence[str] = (), push: bool = True) -> List[Dict[str, Any]]:
-    """Run the pipeline for ``models`` (all when empty) and return the summary rows.
+def format_outcomes(outcomes: List[Dict[str, Any]]) -> str:
+    """One block per model: built, or refused/failed with the reason and its fix."""
+    lines = []
+    for o in outcomes:
+        lines.append(f"{o['model']:24} {o['status']}")
+        if o.get("error"):
+            lines.extend(f"    {line}" for line in str(o["error"]).splitlines())
+    return "\n".join(lines)
+
+
+def build(root: Path, *, weights: Optional[str] = None, models: Sequence[str] = (),
+          push: bool = True) -> Dict[str, Any]:
+    """Run the pipeline for ``models`` (all when empty); return ``{"models": outcomes, "summary": rows}``.
+
+    With official weights every model is tried on its own (``dvc repro evaluate@NAME``), so one model's missing
+    pin or unreachable file does not stop the others; each outcome is ``built``, ``refused`` (nothing ran: the
+    message says the fix) or ``failed`` (the stage's error). A synthetic build runs all targets at once.
 
     Raises:
-        SpecError: bad weight mode or params; BuildError: DVC failed.
+        SpecError: bad weight mode or params; BuildError: DVC failed (synthetic mode) or pushing failed.
     """
     root = Path(root)
     if weights is not None and set_weight_mode(root, weights):
@@ -100,12 +143,32 @@ def build(root: Path, *, weights: Optional[str] = None, models: Sequence[str] = 
     params = load_params(root / PARAMS_FILE)
     for name in models:
         params.model(name)
-    targets = [f"evaluate@{name}" for name in models]
-    dvc(root, "repro", *targets)
-    if push:
-        dvc(root, "push", *targets)
+    names = list(models) or list(params.models)
+    outcomes: List[Dict[str, Any]] = []
+    if params.weights == "official":
+        for name in names:
+            reason = refusal(params, name)
+            if reason is not None:
+                print(f"{name}: refused: {reason}", file=sys.stderr)
+                outcomes.append({"model": name, "status": "refused", "error": reason})
+                continue
+            try:
+                dvc(root, "repro", f"evaluate@{name}")
+                outcomes.append({"model": name, "status": "built"})
+            except BuildError as exc:
+                outcomes.append({"model": name, "status": "failed", "error": str(exc)})
+        built = [o["model"] for o in outcomes if o["status"] == "built"]
+        if push and built:
+            dvc(root, "push", *[f"evaluate@{name}" for name in built])
+    else:
+        targets = [f"evaluate@{name}" for name in models]
+        dvc(root, "repro", *targets)
+        if push:
+            dvc(root, "push", *targets)
+        outcomes = [{"model": name, "status": "built"} for name in names]
     from furiosa.artifacts.docs import update_docs
 
     for path in update_docs(root):  # model cards carry this build's metrics
         print(f"updated {path}", file=sys.stderr)
-    return summary(root, list(models) or list(params.models))
+    built = [o["model"] for o in outcomes if o["status"] == "built"]
+    return {"models": outcomes, "summary": summary(root, built)}

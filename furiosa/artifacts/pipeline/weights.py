@@ -1,6 +1,7 @@
 """The weights stage: official download, local file, training, or explicitly requested synthetic init.
 
-Whatever the source, the output is a plain PyTorch state_dict in our module's layout
+Official and local files are read by :func:`furiosa.artifacts.weights_io.convert_weights` (format detected
+from the bytes, safe readers only, strict load). Whatever the source, the output is a plain PyTorch state_dict in our module's layout
 (``weights.pt``, read back with ``torch.load(..., weights_only=True)``) plus ``weights.json``,
 the provenance record every later stage copies forward. Nothing falls back from one source to
 another: ``base.weights: synthetic`` is the only way to get random weights for a url/file source,
@@ -21,10 +22,6 @@ from furiosa.artifacts.errors import SpecError
 from furiosa.artifacts.pipeline.params import ModelParams, Params
 
 log = logging.getLogger(__name__)
-
-#: How a downloaded/local file becomes our state_dict (``source.convert``).
-CONVERTERS = ("torch_state_dict", "mlperf_onnx")
-
 
 def create_network(name: str) -> Any:
     """A freshly initialised PyTorch module for catalog model ``name``."""
@@ -61,20 +58,6 @@ def _synthetic_state(name: str, seed: int, *, batches: int = 2, batch_size: int 
     return network.eval().state_dict()
 
 
-def _converted_state(model: ModelParams, path: Path) -> Dict[str, Any]:
-    convert = model.source.get("convert")
-    if convert == "torch_state_dict":
-        from furiosa.artifacts.vision.convert import load_state_dict_file
-
-        return load_state_dict_file(path)
-    if convert == "mlperf_onnx":
-        from furiosa.artifacts.vision.convert import state_dict_from_onnx
-
-        return state_dict_from_onnx(path, model.name)
-    raise SpecError(f"params.yaml: models.{model.name}.source.convert: {convert!r} is not one of "
-                    f"{', '.join(CONVERTERS)}")
-
-
 def produce_weights(params: Params, name: str, *, out: Path, record: Path, repo_root: Path,
                     progress: bool = True) -> Dict[str, Any]:
     """Write ``out`` (state_dict) and ``record`` (provenance JSON) for model ``name``.
@@ -101,20 +84,26 @@ def produce_weights(params: Params, name: str, *, out: Path, record: Path, repo_
         state = _synthetic_state(name, params.seed)
         provenance.update(source="synthetic", synthetic=True, deployable=False, seed=params.seed,
                           note="seeded random initialisation, explicitly requested: not for deployment",
-                          official={k: model.source.get(k) for k in ("urls", "sha256", "size", "path")
+                          official={k: model.source.get(k) for k in ("urls", "sha256", "sha384", "md5", "size", "path",
+                                                                   "member")
                                     if model.source.get(k) is not None})
     elif kind in ("url", "file"):
         from furiosa.artifacts.sources import fetch_weights
+        from furiosa.artifacts.weights_io import convert_weights
 
-        source = {k: v for k, v in model.source.items() if k != "convert"}
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=".weights-") as tmp:
-            raw = fetch_weights(source, dest=Path(tmp) / "download", repo_root=repo_root, progress=progress,
+            raw = fetch_weights(model.source, dest=Path(tmp) / "download", repo_root=repo_root, progress=progress,
                                 where=f"params.yaml:models.{name}.source")
-            state = _converted_state(model, raw)
-        provenance.update(source=kind, synthetic=False, convert=model.source.get("convert"),
-                          sha256=model.source.get("sha256"), size=model.source.get("size"),
-                          urls=model.source.get("urls"), path=model.source.get("path"))
+            state, report = convert_weights(raw, name)  # format from the bytes; strict load inside
+        log.info("%s", report.summary())
+        pins = {k: model.source[k] for k in ("sha256", "sha384", "md5") if model.source.get(k) is not None}
+        provenance.update(source=kind, synthetic=False, **pins, size=model.source.get("size"),
+                          urls=model.source.get("urls"), path=model.source.get("path"),
+                          member=model.source.get("member"),
+                          conversion={"format": report.format, "sha256": report.sha256, "bytes": report.size,
+                                      "tensors_in_file": report.tensors_in_file, "keys_mapped": report.keys_mapped,
+                                      "keys_filled": len(report.keys_filled)})
     else:
         raise SpecError(f"params.yaml: models.{name}.source.type: {kind!r} is not one of url, file, train, synthetic")
 

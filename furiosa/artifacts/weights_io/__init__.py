@@ -66,7 +66,8 @@ def _torch_load(path: Path) -> Dict[str, Any]:
     import torch
 
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:  # a file object: torch.load would otherwise dispatch on the name's suffix
+            data = torch.load(f, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as exc:
         raise WeightsFormatError(f"{path}: torch.load(weights_only=True) refused it (a pickled module is never "
                                  f"unpickled here: extract its state_dict once in a trusted environment): {exc}"

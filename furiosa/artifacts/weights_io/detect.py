@@ -97,6 +97,10 @@ def detect_format(path: Path) -> str:
         return "tar_gz"
     if head.startswith(_TORCH_PICKLE_MAGIC):
         return "torch_legacy_pickle"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        raise WeightsFormatError(
+            f"{path}: a bare Python pickle (not a torch.save checkpoint): refusing to unpickle it, it could run "
+            "code; save the state dict with torch.save or safetensors in a trusted environment")
     if _looks_safetensors(head, size):
         return "safetensors"
     fields = _protobuf_fields(head)
