@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from furiosa.artifacts.cli import main as cli_main
 
 torch = pytest.importorskip("torch")
 
@@ -45,10 +45,22 @@ def effnet_replica(tmp_path_factory):
     return REPLICAS["EfficientNetV2_S"](tmp_path_factory.mktemp("effnet"), seed=0)
 
 
+def run_cli(args, capsys):
+    """The real CLI entry point, in process: (exit code, stdout, stderr)."""
+    code = cli_main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def resnet_converted(resnet_replica):
+    return convert_weights(resnet_replica.path, "MLCommonsResNet50")
+
+
 def _logits(name: str, state: dict) -> torch.Tensor:
     network = create_model(name)
     network.load_state_dict(state, strict=True)
-    x = torch.randn(2, *load_spec(name).input.shape, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(1, *load_spec(name).input.shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         return network.eval()(x)
 
@@ -76,8 +88,8 @@ def test_weights_only_torch_load_refuses_the_legacy_tar(resnet_replica):
         torch.load(resnet_replica.path, map_location="cpu", weights_only=True)
 
 
-def test_legacy_tar_converts_strict_and_gives_the_same_logits(resnet_replica):
-    state, report = convert_weights(resnet_replica.path, "MLCommonsResNet50")
+def test_legacy_tar_converts_strict_and_gives_the_same_logits(resnet_replica, resnet_converted):
+    state, report = resnet_converted
     assert report.format == "torch_legacy_tar" and report.tensors_in_file == 267 and report.keys_mapped == 267
     assert len(report.keys_filled) == 53 and all(k.endswith("num_batches_tracked") for k in report.keys_filled)
     assert report.size == 102502400 and len(report.sha256) == 64
@@ -85,7 +97,7 @@ def test_legacy_tar_converts_strict_and_gives_the_same_logits(resnet_replica):
         assert torch.equal(state[key], value), key
     expected = {**create_model("MLCommonsResNet50").state_dict(), **resnet_replica.expected}
     ours, theirs = _logits("MLCommonsResNet50", state), _logits("MLCommonsResNet50", expected)
-    assert ours.shape == (2, 1000) and torch.isfinite(ours).all() and ours.std() > 0
+    assert ours.shape == (1, 1000) and torch.isfinite(ours).all() and ours.std() > 0
     assert torch.allclose(ours, theirs, atol=1e-4, rtol=0)
 
 
@@ -109,7 +121,7 @@ def _empty_storages_and_tensors() -> dict:
             "tensors": pickle.dumps(0, 2)}
 
 
-def test_malicious_pickle_member_is_refused_without_running(tmp_path: Path):
+def test_malicious_pickle_member_is_refused_without_running(tmp_path: Path, capsys):
     marker = tmp_path / "pwned"
     evil = f"cos\nsystem\n(S'touch {marker}'\ntR.".encode()  # GLOBAL os.system, then REDUCE
     path = _legacy_tar(tmp_path / "evil.pth", {**_empty_storages_and_tensors(), "pickle": evil})
@@ -119,8 +131,8 @@ def test_malicious_pickle_member_is_refused_without_running(tmp_path: Path):
     with pytest.raises(UnsafeWeightsError):
         convert_weights(path, "MLCommonsResNet50")
     assert not marker.exists(), "the pickle's code ran"
-    proc = run_cli(["convert", "MLCommonsResNet50", str(path), "--out", str(tmp_path / "w.pt")])
-    assert proc.returncode == 1 and "os.system" in proc.stderr and not (tmp_path / "w.pt").exists()
+    code, _out, err = run_cli(["convert", "MLCommonsResNet50", str(path), "--out", str(tmp_path / "w.pt")], capsys)
+    assert code == 1 and "os.system" in err and not (tmp_path / "w.pt").exists()
     assert not marker.exists()
 
 
@@ -171,7 +183,7 @@ def test_timm_hub_safetensors_converts_strict_and_gives_the_same_logits(effnet_r
 
     reference = timm.create_model("tf_efficientnetv2_s", pretrained=False)  # timm's own loader path
     reference.load_state_dict(effnet_replica.expected, strict=True)
-    x = torch.randn(1, *load_spec("EfficientNetV2_S").input.shape, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(1, 3, 192, 192, generator=torch.Generator().manual_seed(2))  # any size: fully convolutional
     network = create_model("EfficientNetV2_S")
     network.load_state_dict(state, strict=True)
     with torch.no_grad():
@@ -228,27 +240,33 @@ def test_tar_gz_member_is_read_from_a_temporary_directory(tmp_path: Path):
     assert sorted(os.listdir(tmp_path)) == ["bundle.tar.gz", "w.pt"]
 
 
-def test_convert_cli_handles_the_legacy_tar(tmp_path: Path, resnet_replica):
+def test_convert_cli_handles_the_legacy_tar(tmp_path: Path, resnet_replica, capsys):
     out = tmp_path / "out" / "weights.pt"
-    proc = run_cli(["convert", "MLCommonsResNet50", str(resnet_replica.path), "--out", str(out), "--json"])
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    code, stdout, err = run_cli(["convert", "MLCommonsResNet50", str(resnet_replica.path), "--out", str(out),
+                                 "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(stdout)
     assert report["ok"] and report["format"] == "torch_legacy_tar" and report["keys_mapped"] == 267
     network = create_model("MLCommonsResNet50")
     network.load_state_dict(torch.load(out, map_location="cpu", weights_only=True), strict=True)
     assert torch.equal(network.state_dict()["fc.weight"], resnet_replica.expected["fc.weight"])
-    text = run_cli(["convert", "MLCommonsResNet50", str(resnet_replica.path), "--out", str(out)])
-    assert text.returncode == 0 and "267 tensors read, 267 keys mapped" in text.stdout
 
 
-def test_convert_cli_exit_codes(tmp_path: Path):
-    assert run_cli(["convert", "NoSuchModel", __file__, "--out", str(tmp_path / "w.pt")]).returncode == 2
-    assert run_cli(["convert", "DigitsConvNet", str(tmp_path / "missing.pth"),
-                    "--out", str(tmp_path / "w.pt")]).returncode == 2
+def test_convert_cli_text_output_and_exit_codes(tmp_path: Path, capsys):
+    path, out = tmp_path / "w.pth", tmp_path / "out.pt"
+    torch.save(create_model("DigitsConvNet").state_dict(), path)
+    code, stdout, _err = run_cli(["convert", "DigitsConvNet", str(path), "--out", str(out)], capsys)
+    assert code == 0 and "torch_zip" in stdout and "keys mapped" in stdout and f"wrote {out}" in stdout
+    assert run_cli(["convert", "NoSuchModel", str(path), "--out", str(out)], capsys)[0] == 2
+    assert run_cli(["convert", "DigitsConvNet", str(tmp_path / "missing.pth"), "--out", str(out)], capsys)[0] == 2
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"\x00" * 1000)
-    proc = run_cli(["convert", "DigitsConvNet", str(junk), "--out", str(tmp_path / "w.pt"), "--json"])
-    assert proc.returncode == 1 and not json.loads(proc.stdout)["ok"] and not (tmp_path / "w.pt").exists()
+    code, stdout, _err = run_cli(["convert", "DigitsConvNet", str(junk), "--out", str(tmp_path / "j.pt"), "--json"],
+                                 capsys)
+    assert code == 1 and not json.loads(stdout)["ok"] and not (tmp_path / "j.pt").exists()
+    with pytest.raises(SystemExit) as usage:
+        cli_main(["convert", "DigitsConvNet", str(path)])  # --out is required
+    assert usage.value.code == 2
 
 
 _PEAK = """

@@ -50,7 +50,7 @@ def dvc_env() -> Dict[str, str]:
 
 
 def dvc(root: Path, *args: str) -> None:
-    """Run ``dvc ARGS`` in ``root``, streaming its output. Raises BuildError on failure.
+    """Run ``dvc ARGS`` in ``root``, streaming its output to stderr. Raises BuildError on failure.
 
     The BuildError's message ends with the ``error: ...`` lines the stages printed (the cause and its fix).
     """
@@ -58,7 +58,9 @@ def dvc(root: Path, *args: str) -> None:
     command = [str(exe) if exe.exists() else "dvc", *args]
     print(f"+ dvc {' '.join(args)}", file=sys.stderr, flush=True)
     errors: List[str] = []
-    with subprocess.Popen(command, cwd=root, env=dvc_env(), stderr=subprocess.PIPE, text=True,
+    sys.stdout.flush()
+    # DVC's progress goes to our stderr: stdout stays for the summary (machine-readable with --json)
+    with subprocess.Popen(command, cwd=root, env=dvc_env(), stdout=sys.stderr, stderr=subprocess.PIPE, text=True,
                           errors="replace") as proc:
         assert proc.stderr is not None
         for line in proc.stderr:
