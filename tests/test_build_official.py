@@ -44,6 +44,15 @@ def _dvc(repo: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
+def _marks(data: object, key: str) -> list:
+    """Every value stored under ``key`` anywhere in a JSON document."""
+    if isinstance(data, dict):
+        return [v for k, v in data.items() if k == key] + [m for v in data.values() for m in _marks(v, key)]
+    if isinstance(data, list):
+        return [m for v in data for m in _marks(v, key)]
+    return []
+
+
 def _prepare(repo: Path, keep: dict) -> None:
     """params.yaml of the copy: ``keep`` (name -> source overrides) applied, official weights, short latency.
     Every model stays in params (the catalog lists them all); only the targets named are built."""
@@ -91,8 +100,10 @@ def test_official_build_from_replicas_in_a_mirror(tmp_path: Path):
         assert record["source"] == "url" and record["synthetic"] is False and "deployable" not in record, record
         assert record["conversion"]["sha256"] == keep[name]["sha256"]
         state = torch.load(repo / "models" / name / "weights.pt", map_location="cpu", weights_only=True)
-        for key, value in list(replicas[name].expected.items())[:50]:
-            assert torch.equal(state[key], value.to(state[key].dtype)), (name, key)
+        expected = {k: torch.as_tensor(v) for k, v in replicas[name].expected.items() if k in state}
+        assert len(expected) >= min(50, len(replicas[name].expected)), name
+        for key, value in expected.items():  # the stage's output is the replica's tensors
+            assert torch.allclose(state[key].double(), value.double(), rtol=1e-5, atol=1e-6), (name, key)
     assert json.loads((repo / "models" / "MLCommonsResNet50" / "weights.json").read_text())["conversion"]["format"] \
         == "torch_legacy_tar"
     import onnxruntime as ort
@@ -106,7 +117,7 @@ def test_official_build_from_replicas_in_a_mirror(tmp_path: Path):
         outputs = session.run(None, {session.get_inputs()[0].name: x})
         assert all(np.isfinite(o).all() for o in outputs)
         report = json.loads((repo / "models" / name / "quantize.json").read_text("utf-8"))
-        assert "synthetic" not in json.dumps(report).lower() or report.get("synthetic") is False, report
+        assert all(m is False for m in _marks(report, "synthetic")), report
     assert not list((tmp_path / "home" / "blobs").glob("*/*.incomplete"))
 
 
