@@ -128,7 +128,8 @@ def test_show_text_flags_synthetic_weights_loudly():
     assert proc.returncode == 0, proc.stderr
     assert "SYNTHETIC WEIGHTS" in proc.stdout.splitlines()[2] and "not for deployment" in proc.stdout
     assert "warning: SYNTHETIC WEIGHTS" in proc.stderr
-    assert "sha256     not pinned in params.yaml" in proc.stdout
+    assert "sha256     8788f89108519fd1102b8a5c2ac861cf6d86603571b6ce5bbd1c245b7fe005e3" in proc.stdout
+    assert "member     ssd_mobilenet_v1_coco_2018_01_28/frozen_inference_graph.pb" in proc.stdout
     assert "md5 " in proc.stdout and "tensors (from models/MLCommonsSSDMobileNet/int8.onnx)" in proc.stdout
     assert "license    see the publication/source" in proc.stdout
     digits = run_cli(["show", "DigitsConvNet_INT8"])

@@ -127,14 +127,18 @@ def format_facts(f: Dict[str, Any]) -> str:
     w = f["weights"]
     out += ["", f"weights (params.yaml: models.{f['name']}.source; base.weights: {w['mode']})"]
     source = w["source"] or {}
-    for key in ("type", "filename", "path", "convert"):
+    for key in ("type", "filename", "member", "path", "publisher"):
         if source.get(key):
             out.append(f"  {key:10} {source[key]}")
     out += [f"  url        {url}" for url in source.get("urls") or []]
     if source.get("type") in ("url", "file"):
-        digest = (source.get("sha256") or (f"{source['sha256_prefix']}... (prefix only)" if source.get("sha256_prefix")
-                                          else "not pinned in params.yaml"))
-        out.append(f"  sha256     {digest}")
+        pins = [algo for algo in ("sha256", "sha384", "md5") if source.get(algo)]
+        for algo in pins:
+            out.append(f"  {algo:10} {source[algo]}")
+        if not pins:
+            digest = (f"{source['sha256_prefix']}... (prefix only)" if source.get("sha256_prefix")
+                      else "not pinned in params.yaml")
+            out.append(f"  sha256     {digest}")
         if source.get("size"):
             out.append(f"  size       {source['size']:,} bytes")
     if source.get("train"):
