@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         "build", help="rebuild the binaries with the DVC pipeline (dvc repro + dvc push)",
         description="Run the DVC pipeline (weights -> export -> calibrate -> quantize -> evaluate) and push the "
         "binaries to the default DVC remote. --weights synthetic builds the four seed models from seeded random "
-        "weights for offline use (marked synthetic, not for deployment); --weights official downloads the pinned "
-        "official weights.")
+        "weights for offline use (marked synthetic, not for deployment); --weights official downloads the official "
+        "weights (each pinned by its publisher's checksum, read by a safe reader for its format), builds every "
+        "model it can and reports each one: built, refused (with the fix) or failed; exit 1 if any was not built.")
     build.add_argument("--weights", choices=("official", "synthetic"),
                        help="set base.weights in params.yaml first (default: keep it)")
     build.add_argument("--model", action="append", default=[], metavar="NAME",
