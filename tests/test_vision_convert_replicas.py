@@ -14,9 +14,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from replicas import REPLICAS
+from replicas import REPLICAS, Replica
 from replicas.ssd_mobilenet_tf import HEAD_OUTPUTS, MEMBER, build_graph, run_heads
-from replicas.ssd_r34_onnx import reference_network
 
 from furiosa.artifacts.errors import BuildError
 from furiosa.artifacts.vision.convert_onnx import cut_at_heads, state_dict_from_onnx
@@ -33,13 +32,28 @@ def replica_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def r34_onnx(replica_dir) -> Path:
-    return REPLICAS[R34](replica_dir)
+def r34(replica_dir) -> Replica:
+    replica = REPLICAS[R34](replica_dir, seed=0)
+    assert replica.path.name == "resnet34-ssd1200.onnx" and replica.member is None
+    return replica
 
 
 @pytest.fixture(scope="session")
-def mobilenet_tar(replica_dir) -> Path:
-    return REPLICAS[MOBILENET](replica_dir)
+def r34_onnx(r34) -> Path:
+    return r34.path
+
+
+@pytest.fixture(scope="session")
+def mobilenet(replica_dir) -> Replica:
+    replica = REPLICAS[MOBILENET](replica_dir, seed=0)
+    assert replica.path.name == "ssd_mobilenet_v1_coco_2018_01_28.tar.gz" and replica.member == MEMBER
+    assert len(replica.expected) == 24 + 13  # predictor kernels and biases, depthwise kernels
+    return replica
+
+
+@pytest.fixture(scope="session")
+def mobilenet_tar(mobilenet) -> Path:
+    return mobilenet.path
 
 
 @pytest.fixture(scope="session")
@@ -69,9 +83,9 @@ def test_r34_replica_has_the_published_layout(r34_onnx):
     assert all(node.name.startswith(f"{node.op_type}_") for node in model.graph.node)
 
 
-def test_r34_replica_converts_and_reproduces_its_raw_heads(r34_onnx):
+def test_r34_replica_converts_and_reproduces_its_raw_heads(r34, r34_onnx):
     state = state_dict_from_onnx(r34_onnx, R34)
-    reference = reference_network().state_dict()  # the seeded MLPerf SSD_R34 the replica was exported from
+    reference = r34.expected  # the state dict of the seeded MLPerf SSD_R34 the replica was exported from
     assert list(state) == list(create_model(R34).state_dict())
     assert set(state) == set(reference) and all(torch.equal(state[k], reference[k]) for k in reference)
     network = _network(R34, state)
@@ -93,7 +107,7 @@ def test_r34_replica_converts_and_reproduces_its_raw_heads(r34_onnx):
     assert np.abs(conf).max() > 1.0  # the comparison is not between near-zero tensors
 
 
-def test_r34_replica_without_names_maps_by_structure(r34_onnx, tmp_path):
+def test_r34_replica_without_names_maps_by_structure(r34, r34_onnx, tmp_path):
     """Initializers renamed to numbers: the heads are aligned by role (the reference interleaves loc/conf
     convs, our network does not), the rest by consumption order."""
     model = onnx.load(str(r34_onnx))
@@ -105,7 +119,7 @@ def test_r34_replica_without_names_maps_by_structure(r34_onnx, tmp_path):
             node.input[i] = renamed.get(name, name)
     onnx.save(model, str(tmp_path / "numbered.onnx"))
     state = state_dict_from_onnx(tmp_path / "numbered.onnx", R34)
-    reference = reference_network().state_dict()
+    reference = r34.expected
     assert all(torch.equal(state[k], reference[k]) for k in reference if not k.endswith("num_batches_tracked"))
 
 
@@ -141,11 +155,12 @@ def test_mobilenet_tarball_has_the_published_layout(mobilenet_tar):
     assert ops["BoxPredictor_5/ClassPredictor/biases"] == "Const"
 
 
-def test_mobilenet_frozen_graph_converts_and_matches_the_graph_executed(mobilenet_tar, mobilenet_pb):
+def test_mobilenet_frozen_graph_converts_and_matches_the_graph_executed(mobilenet, mobilenet_tar, mobilenet_pb):
     state = state_dict_from_frozen_graph(mobilenet_tar, MOBILENET)
     from_pb = state_dict_from_frozen_graph(mobilenet_pb, MOBILENET)
     assert list(state) == list(create_model(MOBILENET).state_dict())
     assert all(torch.equal(state[k], from_pb[k]) for k in state)
+    assert all(torch.equal(state[k], v) for k, v in mobilenet.expected.items())
     network = _network(MOBILENET, state)
 
     image = np.random.default_rng(1).integers(0, 256, (1, 300, 300, 3), dtype=np.uint8)

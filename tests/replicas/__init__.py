@@ -1,28 +1,39 @@
-"""Faithful replicas of the published weight files, generated in the test session (never committed).
+"""Faithful replicas of the official weight files, built in the test session from the real formats.
 
-``REPLICAS`` maps a catalog model name to a builder that writes the replica under the given directory, with
-the published file's name, and returns its path.
+``REPLICAS`` maps a catalog name to a builder ``build(dest_dir, *, seed=0) -> Replica`` that writes a file in the
+official file's real format under its real file name (``Replica.path.name``) and returns what it holds. Builders
+never use our own export path: they follow the published layouts (see each module). Other readers' replicas
+(SSD-ResNet34 ONNX, SSD-MobileNet TF tarball) register here too.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Dict, Optional
 
 
-def _ssd_resnet34(directory: Path) -> Path:
-    from replicas.ssd_r34_onnx import build
+@dataclass
+class Replica:
+    """A replica file and what our network should read from it."""
 
-    return build(directory)
+    model: str
+    path: Path  # written under the official file's real name
+    member: Optional[str] = None  # the weights file inside an archive (params.yaml source.member)
+    expected: Dict[str, Any] = field(default_factory=dict)  # our-network state dict the file holds (may be empty)
+    notes: Dict[str, Any] = field(default_factory=dict)
 
 
-def _ssd_mobilenet(directory: Path) -> Path:
-    from replicas.ssd_mobilenet_tf import build
-
-    return build(directory)
+Builder = Callable[..., Replica]
 
 
-REPLICAS: dict[str, Callable[[Path], Path]] = {
-    "MLCommonsSSDResNet34": _ssd_resnet34,  # resnet34-ssd1200.onnx (MLPerf, zenodo 3228411)
-    "MLCommonsSSDMobileNet": _ssd_mobilenet,  # ssd_mobilenet_v1_coco_2018_01_28.tar.gz (TF OD API)
-}
+def _registry() -> Dict[str, Builder]:
+    from replicas import ssd_mobilenet_tf, ssd_r34_onnx
+
+    return {
+        "MLCommonsSSDResNet34": ssd_r34_onnx.build,
+        "MLCommonsSSDMobileNet": ssd_mobilenet_tf.build,
+    }
+
+
+REPLICAS: Dict[str, Builder] = _registry()

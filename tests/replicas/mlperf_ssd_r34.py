@@ -13,7 +13,7 @@
 #   - ``SSD_R34.forward`` returns ``(locs, confs)`` where the reference calls ``encoder.decode_batch``.
 #   - ``@torch.jit.script`` dropped from ``scale_back_batch`` so torch.onnx's tracer records its ops.
 #   - ``Encoder.decode_single`` (a Python while-loop NMS, not traceable) and ``calc_iou_tensor``, ``Loss``,
-#     ResNet18, L2Norm, tailor_module, make_layers are left out; ``export_onnx`` puts ONNX NonMaxSuppression
+#     ResNet18, L2Norm, tailor_module, make_layers are left out; ``ssd_r34_onnx.build`` puts ONNX NonMaxSuppression
 #     after the same decode instead (replicas/ssd_r34_onnx.py).
 # ruff: noqa
 import itertools

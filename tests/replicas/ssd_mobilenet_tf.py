@@ -31,6 +31,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from replicas import Replica
+
 from furiosa.artifacts.vision.tf_proto import DT_FLOAT, DT_INT32, DT_UINT8, array_to_tensor, messages, tensor_to_array
 
 ARCHIVE_NAME = "ssd_mobilenet_v1_coco_2018_01_28.tar.gz"
@@ -189,12 +191,39 @@ def build_graph(directory: Path, *, seed: int = 0) -> Path:
     return path
 
 
-def build(directory: Path, *, seed: int = 0) -> Path:
-    """Write the replica ``ssd_mobilenet_v1_coco_2018_01_28.tar.gz`` (the published layout) under ``directory``."""
+def _unfolded(graph_pb: bytes) -> dict[str, Any]:
+    """The state-dict entries our network takes from the graph unchanged (no batch norm to fold): box
+    predictor kernels (HWIO -> OIHW) and biases, depthwise kernels (HWCM -> OIHW)."""
+    import re
+
+    import torch
+
+    graph = messages()["GraphDef"].FromString(graph_pb)
+    expected = {}
+    for node in graph.node:
+        if node.op != "Const":
+            continue
+        if m := re.fullmatch(r"BoxPredictor_(\d)/(BoxEncodingPredictor|ClassPredictor)/(weights|biases)", node.name):
+            array = tensor_to_array(node.attr["value"].tensor)
+            head = "regression" if m.group(2) == "BoxEncodingPredictor" else "classification"
+            key = f"predictors.{m.group(1)}.{head}.{'weight' if m.group(3) == 'weights' else 'bias'}"
+            expected[key] = torch.from_numpy(array.transpose(3, 2, 0, 1).copy() if array.ndim == 4 else array)
+        elif m := re.fullmatch(rf"{_ROOT}/Conv2d_(\d+)_depthwise/depthwise_weights", node.name):
+            array = tensor_to_array(node.attr["value"].tensor)
+            expected[f"backbone.{m.group(1)}.depthwise.weight"] = torch.from_numpy(array.transpose(2, 3, 0, 1).copy())
+    return expected
+
+
+def build(directory: Path, *, seed: int = 0) -> Replica:
+    """Write the replica ``ssd_mobilenet_v1_coco_2018_01_28.tar.gz`` (the published layout) under ``directory``.
+
+    ``Replica.expected`` holds the entries our network takes without batch-norm folding (see ``_unfolded``).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / ARCHIVE_NAME
     tmp = path.with_name(path.name + ".tmp")
-    members = {MEMBER: graph_bytes(seed),
+    graph = graph_bytes(seed)
+    members = {MEMBER: graph,
                "ssd_mobilenet_v1_coco_2018_01_28/pipeline.config":
                    b"model {\n  ssd {\n    num_classes: 90\n    feature_extractor {\n      type: \"ssd_mobilenet_v1\"\n"
                    b"      conv_hyperparams {\n        batch_norm {\n          scale: true\n          epsilon: 0.001\n"
@@ -209,7 +238,8 @@ def build(directory: Path, *, seed: int = 0) -> Path:
             info.size, info.mode = len(data), 0o644
             archive.addfile(info, io.BytesIO(data))
     tmp.replace(path)
-    return path
+    return Replica(model="MLCommonsSSDMobileNet", path=path, member=MEMBER, expected=_unfolded(graph),
+                   notes={"batch_norm": "unfused, epsilon 0.001 in batchnorm/add/y"})
 
 
 # ------------------------------------------------------------------------------------------- numpy executor

@@ -22,6 +22,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from replicas import Replica
 from replicas.mlperf_ssd_r34 import SSD_R34, scale_back_batch
 
 FILE_NAME = "resnet34-ssd1200.onnx"
@@ -77,8 +78,8 @@ def reference_network(seed: int = 0) -> SSD_R34:
     """The vendored reference SSD_R34 with seeded random weights, in eval mode.
 
     Batch-norm affine parameters are random; running statistics are measured on seeded noise (one batch of two
-    256x256 images through the trunk in train mode, the trunk being fully convolutional), so activations stay as normalised as a
-    trained network's and the raw heads are O(1), not O(100).
+    256x256 images through the trunk in train mode, the trunk being fully convolutional), so activations stay
+    as normalised as a trained network's and the raw heads are O(1), not O(100).
     """
     torch.manual_seed(seed)
     network = SSD_R34()
@@ -111,8 +112,11 @@ def _number_like_torch_1x(model: onnx.ModelProto) -> None:
                 renamed[name] = node.output[i] = str(len(renamed) + 1)
 
 
-def build(directory: Path, *, seed: int = 0) -> Path:
-    """Write the replica ``resnet34-ssd1200.onnx`` under ``directory``; returns its path."""
+def build(directory: Path, *, seed: int = 0) -> Replica:
+    """Write the replica ``resnet34-ssd1200.onnx`` under ``directory``.
+
+    ``Replica.expected`` is the reference network's state dict (our network's keys are the same).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / FILE_NAME
     reference = reference_network(seed)
@@ -139,4 +143,6 @@ def build(directory: Path, *, seed: int = 0) -> Path:
     tmp = path.with_suffix(".tmp")
     onnx.save(model, str(tmp))
     tmp.replace(path)
-    return path
+    return Replica(model="MLCommonsSSDResNet34", path=path, expected=dict(reference.state_dict()),
+                   notes={"nms": "ONNX NonMaxSuppression after the reference decode (the reference NMS is a "
+                                  "Python loop no exporter can trace)"})
