@@ -233,3 +233,29 @@ def test_not_a_frozen_graph_is_refused(tmp_path):
         archive.addfile(info, io.BytesIO(b"abc"))
     with pytest.raises(BuildError, match="frozen_inference_graph.pb"):
         state_dict_from_frozen_graph(tmp_path / "other.tar.gz", MOBILENET)
+
+
+def test_mobilenet_graph_with_batch_norm_already_folded_to_constants(mobilenet_pb, tmp_path):
+    """A graph optimised after freezing keeps ``batchnorm/mul`` and ``batchnorm/sub`` as constants (what MLPerf's
+    convert_tf_weights reads) and drops gamma/beta/moving_*: the same weights come out."""
+    graph = messages()["GraphDef"].FromString(mobilenet_pb.read_bytes())
+    consts = {n.name: tensor_to_array(n.attr["value"].tensor).astype(np.float64) for n in graph.node if n.op == "Const"}
+    folded = messages()["GraphDef"]()
+    for node in graph.node:
+        if "/BatchNorm/" in node.name and not node.name.endswith(("batchnorm/mul", "batchnorm/sub", "batchnorm/mul_1",
+                                                                  "batchnorm/add_1")):
+            continue  # the variables and the ops computing mul/sub from them
+        if node.name.endswith(("batchnorm/mul", "batchnorm/sub")):
+            var_scope = node.name.split("/BatchNorm/")[0].replace("MobilenetV1/MobilenetV1/", "MobilenetV1/")
+            bn = {p: consts[f"{var_scope}/BatchNorm/{p}"] for p in ("gamma", "beta", "moving_mean", "moving_variance")}
+            mul = bn["gamma"] / np.sqrt(bn["moving_variance"] + 0.001)
+            value = mul if node.name.endswith("mul") else bn["beta"] - bn["moving_mean"] * mul
+            folded.node.add(name=node.name, op="Const").attr["value"].tensor.CopyFrom(array_to_tensor(value))
+            continue
+        folded.node.add().CopyFrom(node)
+    (tmp_path / "folded.pb").write_bytes(folded.SerializeToString())
+    assert not any(n.name.endswith("/moving_variance") for n in folded.node)
+    expected = state_dict_from_frozen_graph(mobilenet_pb, MOBILENET)
+    state = state_dict_from_frozen_graph(tmp_path / "folded.pb", MOBILENET)
+    for key, value in expected.items():
+        torch.testing.assert_close(state[key], value, rtol=1e-6, atol=1e-7)
