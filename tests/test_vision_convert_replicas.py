@@ -109,7 +109,7 @@ def test_r34_replica_converts_and_reproduces_its_raw_heads(r34, r34_onnx):
 
 def test_r34_replica_without_names_maps_by_structure(r34, r34_onnx, tmp_path):
     """Initializers renamed to numbers: the heads are aligned by role (the reference interleaves loc/conf
-    convs, our network does not), the rest by consumption order."""
+    convs, our network does not), the rest by consumption order. Initializers listed as graph inputs as well."""
     model = onnx.load(str(r34_onnx))
     renamed = {init.name: str(9000 + i) for i, init in enumerate(model.graph.initializer)}
     for init in model.graph.initializer:
@@ -117,7 +117,12 @@ def test_r34_replica_without_names_maps_by_structure(r34, r34_onnx, tmp_path):
     for node in model.graph.node:
         for i, name in enumerate(node.input):
             node.input[i] = renamed.get(name, name)
+    # and, as exporters before torch 1.3 wrote them, every initializer listed as a graph input too
+    model.graph.input.extend(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims))
+                             for init in model.graph.initializer)
     onnx.save(model, str(tmp_path / "numbered.onnx"))
+    cut, _ = cut_at_heads(model, R34)
+    assert [i.name for i in cut.graph.input] == ["image"]
     state = state_dict_from_onnx(tmp_path / "numbered.onnx", R34)
     reference = r34.expected
     assert all(torch.equal(state[k], reference[k]) for k in reference if not k.endswith("num_batches_tracked"))
