@@ -28,11 +28,13 @@ Builder = Callable[..., Replica]
 
 
 def _registry() -> Dict[str, Builder]:
-    from replicas import efficientnet_safetensors, resnet50_legacy_tar
+    from replicas import efficientnet_safetensors, resnet50_legacy_tar, ssd_mobilenet_tf, ssd_r34_onnx
 
     return {
         "MLCommonsResNet50": resnet50_legacy_tar.build,
         "EfficientNetV2_S": efficientnet_safetensors.build,
+        "MLCommonsSSDResNet34": ssd_r34_onnx.build,
+        "MLCommonsSSDMobileNet": ssd_mobilenet_tf.build,
     }
 
 

@@ -109,17 +109,12 @@ def read_tensors(path: Path, name: str, *, fmt: Optional[str] = None) -> Dict[st
     if fmt == "safetensors":
         return _safetensors(path)
     if fmt == "onnx":
-        try:
-            from furiosa.artifacts.vision.convert_onnx import state_dict_from_onnx
-        except ImportError:  # until the graph-cut reader lands, the name/structure matcher
-            from furiosa.artifacts.vision.convert import state_dict_from_onnx
+        from furiosa.artifacts.vision.convert_onnx import state_dict_from_onnx
+
         return dict(state_dict_from_onnx(path, name))
     if fmt == "tf_graphdef":
-        try:
-            from furiosa.artifacts.vision.convert_tf import state_dict_from_frozen_graph
-        except ImportError:
-            raise WeightsFormatError(f"{path}: TF frozen GraphDef, but this build has no GraphDef reader "
-                                     "(furiosa.artifacts.vision.convert_tf)") from None
+        from furiosa.artifacts.vision.convert_tf import state_dict_from_frozen_graph
+
         return dict(state_dict_from_frozen_graph(path, name))
     raise WeightsFormatError(f"{path}: {FORMATS.get(fmt, fmt)}")
 
