@@ -116,7 +116,8 @@ def real_storage_prefix(head: bytes) -> List[Tuple[int, int, int]]:
 
 def _storage_header(key: int) -> bytes:
     # byte-identical to the real file's records (checked by the tests against the head)
-    return b"\x80\x02" + pickle.dumps(key, protocol=2)[2:-1] + b"X\x03\x00\x00\x00cpuq\x00ctorch\nFloatStorage\nq\x01\x87q\x02."
+    return (b"\x80\x02" + pickle.dumps(key, protocol=2)[2:-1]
+            + b"X\x03\x00\x00\x00cpuq\x00ctorch\nFloatStorage\nq\x01\x87q\x02.")
 
 
 def _values(name: str, shape: tuple, rng: np.random.Generator) -> np.ndarray:

@@ -1,8 +1,8 @@
 """The weights stage: official download, local file, training, or explicitly requested synthetic init.
 
 Official and local files are read by :func:`furiosa.artifacts.weights_io.convert_weights` (format detected
-from the bytes, safe readers only, strict load). Whatever the source, the output is a plain PyTorch state_dict in our module's layout
-(``weights.pt``, read back with ``torch.load(..., weights_only=True)``) plus ``weights.json``,
+from the bytes, safe readers only, strict load). Whatever the source, the output is a plain PyTorch state_dict
+in our module's layout (``weights.pt``, read back with ``torch.load(..., weights_only=True)``) plus ``weights.json``,
 the provenance record every later stage copies forward. Nothing falls back from one source to
 another: ``base.weights: synthetic`` is the only way to get random weights for a url/file source,
 and every artifact built that way is marked ``synthetic`` and ``deployable: false``.

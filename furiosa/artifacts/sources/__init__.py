@@ -48,7 +48,8 @@ __all__ = [
 
 _KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # type: (required, optional)
-    "url": (frozenset({"type", "urls"}), frozenset({"sha256", "sha384", "md5", "size", "filename", "member", "publisher"})),
+    "url": (frozenset({"type", "urls"}),
+            frozenset({"sha256", "sha384", "md5", "size", "filename", "member", "publisher"})),
     "file": (frozenset({"type", "path", "sha256"}), frozenset({"size", "publisher"})),
 }
 _NOT_FETCHED = {
