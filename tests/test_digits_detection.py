@@ -231,11 +231,11 @@ def test_int8_model_object_reproduces_the_stage_map_on_the_val_split():
 
 
 def test_model_object_finds_digits_in_freshly_generated_images(tmp_path):
-    # the pipeline's parameters with 40 more val images: images 301..340 are new (textures, positions, sizes)
+    # the pipeline's parameters with 100 more val images: images 301..400 are new (textures, positions, sizes)
     # and their handwriting comes from the val pool the model never trained on
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["digits_detection"]
     count = params["val_images"]
-    write_dataset(tmp_path, DatasetParams.from_params({**params, "train_images": 1, "val_images": count + 40}))
+    write_dataset(tmp_path, DatasetParams.from_params({**params, "train_images": 1, "val_images": count + 100}))
     full = read_split(tmp_path, "val")
     data = type(full)(full.annotations, *(getattr(full, f)[count:] for f in
                                           ("images", "image_ids", "boxes", "category_ids")))
@@ -243,9 +243,30 @@ def test_model_object_finds_digits_in_freshly_generated_images(tmp_path):
     _built("models/DigitsSSD/int8.onnx")
     for precision in ("fp32", "int8"):
         model = load_from_repo("DigitsSSD", precision=precision)
-        results = model.run(images, batch_size=16)
-        assert _recall(results, data) >= 0.8, precision
+        results = model.run(images, batch_size=50)
+        # the val split scores mAP@.5 ~0.9 (metrics.json); new images of the same kind score alike
+        assert coco_map(data.annotations, detection_results(data.image_ids, results),
+                        image_ids=data.image_ids)["map50"] >= 0.8, precision
+        assert _recall(results, data) >= 0.7, precision  # most digits found with a confident, right box
         for dets, (h, w) in zip(results, [(im.height, im.width) for im in images]):
             assert all(d.category_name == f"digit {d.category_id - 1}" for d in dets)
             assert all(-8 <= d.box[0] < d.box[2] <= w + 8 and -8 <= d.box[1] < d.box[3] <= h + 8
                        for d in dets if d.score > 0.3)
+
+
+def test_params_data_dir_and_dataset_section_are_validated(tmp_path):
+    from furiosa.artifacts.pipeline.params import load_params
+
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params = load_params(REPO_ROOT / "params.yaml")
+    assert params.model("DigitsSSD").data == "data/digits_detection"
+    assert params.model("MLCommonsResNet50").data == "data/samples"
+    assert DatasetParams.from_params(params.digits_detection).train_images == raw["digits_detection"]["train_images"]
+    for change, message in ((lambda r: r["models"]["DigitsSSD"].update(data="../elsewhere"), "models.DigitsSSD.data"),
+                            (lambda r: r["digits_detection"].update(image_size=[64]), "digits_detection.image_size")):
+        broken = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+        change(broken)
+        path = tmp_path / "params.yaml"
+        path.write_text(yaml.safe_dump(broken))
+        with pytest.raises(SpecError, match=message):
+            load_params(path)

@@ -29,7 +29,7 @@ class DigitsSSD(nn.Module):
         c1, c2, c3, c4 = channels
         self.num_classes = num_classes
         self.boxes_per_location = tuple(boxes_per_location)
-        self.stem = nn.Sequential(_conv(in_channels, c1, 2), _conv(c1, c2, 2), _conv(c2, c2))  # stride 4
+        self.stem = nn.Sequential(_conv(in_channels, c1, 2), _conv(c1, c1), _conv(c1, c2, 2), _conv(c2, c2))  # stride 4
         self.block1 = nn.Sequential(_conv(c2, c3, 2), _conv(c3, c3))  # stride 8
         self.block2 = nn.Sequential(_conv(c3, c4, 2), _conv(c4, c4))  # stride 16
         self.loc = nn.ModuleList(nn.Conv2d(c, n * 4, 3, padding=1)
