@@ -72,7 +72,7 @@ def test_digits_are_drawn_inside_their_boxes(dataset):
 
 def test_splits_use_disjoint_handwriting_and_are_reproducible(dataset, tmp_path):
     pools = _digit_pools(3, 0.25)
-    train, val = pools["train"][0].reshape(len(pools["train"][0]), -1), pools["val"][0].reshape(len(pools["val"][0]), -1)
+    train, val = (pools[split][0].reshape(len(pools[split][0]), -1) for split in ("train", "val"))
     assert len(train) + len(val) == 1797 and len(val) == 449
     assert not {r.tobytes() for r in train} & {r.tobytes() for r in val} - {np.zeros(64, np.float32).tobytes()}
     again = tmp_path / "again"
