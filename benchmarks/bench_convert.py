@@ -6,7 +6,7 @@
 
 Each replica is written to a temporary directory (removed afterwards) and converted in a fresh child process
 (``convert_weights``: detect, read, map, strict load); the child reports the seconds of the conversion and
-``ru_maxrss`` before (after importing torch and building the network) and after it.
+the high-water RSS (VmHWM, else ``ru_maxrss``) before (after importing torch and building the network) and after it.
 """
 
 from __future__ import annotations
@@ -27,12 +27,17 @@ import json, resource, sys, time
 from furiosa.artifacts.vision.models import create_model
 from furiosa.artifacts.weights_io import convert_weights
 create_model(sys.argv[2])
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def peak():  # this process's high-water RSS in KiB: VmHWM (ru_maxrss keeps the forking parent's peak)
+    try:
+        return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1])
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak()
 start = time.perf_counter()
 _, report = convert_weights(sys.argv[1], sys.argv[2], member=sys.argv[3] or None)
 seconds = time.perf_counter() - start
 print(json.dumps({"format": report.format, "seconds": seconds, "base_kib": base,
-                  "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                  "peak_kib": peak()}))
 """
 
 

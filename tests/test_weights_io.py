@@ -274,10 +274,15 @@ import resource, sys, time
 from furiosa.artifacts.vision.models import create_model
 from furiosa.artifacts.weights_io import convert_weights
 create_model(sys.argv[2])
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def peak():  # this process's high-water RSS in KiB: VmHWM (ru_maxrss keeps the forking parent's peak)
+    try:
+        return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1])
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak()
 start = time.perf_counter()
 convert_weights(sys.argv[1], sys.argv[2])
-print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter() - start)
+print(base, peak(), time.perf_counter() - start)
 """
 
 
