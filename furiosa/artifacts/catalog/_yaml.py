@@ -13,13 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.constructor import RoundTripConstructor
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import AliasEvent, MappingStartEvent, ScalarEvent, SequenceStartEvent
+from functools import lru_cache
 
 from furiosa.artifacts.errors import CatalogReadError
+
+# ruamel (lint's position-keeping YAML 1.2 parser) is imported on demand: loading a model needs only PyYAML.
 
 #: Largest catalog we read; real catalogs are a few KiB.
 MAX_BYTES = 1 << 20
@@ -65,17 +63,25 @@ class Document:
             pointer = pointer[:-1]
 
 
-class _TextDateConstructor(RoundTripConstructor):
-    """Keeps YAML timestamps as their text, so a bad date is a positioned schema error, not a crash."""
+@lru_cache(maxsize=1)
+def _text_date_constructor() -> type:
+    """A round-trip constructor keeping YAML timestamps as their text, so a bad date is a positioned
+    schema error, not a crash."""
+    from ruamel.yaml.constructor import RoundTripConstructor
+
+    class _TextDateConstructor(RoundTripConstructor):
+        pass
+
+    _TextDateConstructor.add_constructor(
+        "tag:yaml.org,2002:timestamp", lambda self, node: self.construct_scalar(node))
+    return _TextDateConstructor
 
 
-_TextDateConstructor.add_constructor(
-    "tag:yaml.org,2002:timestamp", lambda self, node: self.construct_scalar(node))
+def _new_yaml() -> Any:
+    from ruamel.yaml import YAML
 
-
-def _new_yaml() -> YAML:
     yaml = YAML(typ="rt")
-    yaml.Constructor = _TextDateConstructor
+    yaml.Constructor = _text_date_constructor()
     yaml.allow_duplicate_keys = False
     return yaml
 
@@ -94,6 +100,9 @@ def _fail(path: Path, line: int, column: int, message: str) -> CatalogReadError:
 
 def _check_events(text: str, path: Path) -> None:
     """Reject aliases, tags and excessive nesting before anything is constructed."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.events import AliasEvent, MappingStartEvent, ScalarEvent, SequenceStartEvent
+
     depth = 0
     yaml = YAML(typ="rt")
     for event in yaml.parse(io.StringIO(text)):
@@ -120,6 +129,8 @@ def _check_events(text: str, path: Path) -> None:
 
 def _plain(node: Any, pointer: Pointer, doc: Document) -> Any:
     """Convert ruamel's round-trip nodes into plain data, recording positions."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
     if isinstance(node, CommentedMap):
         out: Dict[Any, Any] = {}
         for key in node:
@@ -177,6 +188,7 @@ def load_document(path: Path) -> Document:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CatalogReadError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     try:
         _check_events(text, path)
@@ -198,3 +210,87 @@ def load_document(path: Path) -> Document:
     doc = Document(path=path, data=None)
     doc.data = _plain(documents[0], (), doc)
     return doc
+
+
+# --- The one runtime reader (PyYAML, YAML 1.1: what DVC, GTO and the furiosa-registry client read) ----------
+
+#: Largest YAML file read at run time (dvc.lock, params.yaml, dvc.yaml, specs.yaml, .gto, artifacts.yaml).
+RUNTIME_MAX_BYTES = 4 << 20
+#: Longest excerpt of a parser message we print (never the expanded value).
+MAX_MESSAGE = 200
+
+
+def _short(text: str) -> str:
+    """One line of ``text``, printable, at most MAX_MESSAGE characters."""
+    line = printable(" ".join(str(text).split()))
+    return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 3] + "..."
+
+
+def parse_yaml(text: "str | bytes", *, source: str, error: type = CatalogReadError,
+               max_bytes: int = RUNTIME_MAX_BYTES, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse one YAML document with PyYAML's safe loader under this package's safety policy.
+
+    The policy, the same for every file we read: at most ``max_bytes``, UTF-8, one document, no aliases
+    (checked on the event stream, before anything is expanded, so "billion laughs" cannot start), at most
+    ``max_depth`` levels, and every failure (syntax, a bad date, an over-deep nest) becomes ``error`` with a
+    bounded, printable message starting with ``source``.
+
+    Raises:
+        error: (an ``ArtifactsError`` subclass) whatever is wrong, positioned where PyYAML knows it.
+    """
+    import yaml as pyyaml
+
+    if isinstance(text, bytes):
+        if len(text) > max_bytes:
+            raise error(f"{source}: larger than {max_bytes} bytes: refusing to parse it")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise error(f"{source}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    elif len(text) > max_bytes:
+        raise error(f"{source}: larger than {max_bytes} characters: refusing to parse it")
+    try:
+        depth = documents = 0
+        for event in pyyaml.parse(text, Loader=pyyaml.SafeLoader):
+            mark = event.start_mark
+            where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+            if isinstance(event, pyyaml.AliasEvent):
+                raise error(f"{where}: YAML alias '*{_short(event.anchor or '')}' is not allowed: "
+                            "write the value out in full")
+            if isinstance(event, pyyaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    raise error(f"{where}: expected one YAML document, found more")
+            elif isinstance(event, (pyyaml.MappingStartEvent, pyyaml.SequenceStartEvent)):
+                depth += 1
+                if depth > max_depth:
+                    raise error(f"{where}: nesting deeper than {max_depth} levels: refusing to parse it")
+            elif isinstance(event, (pyyaml.MappingEndEvent, pyyaml.SequenceEndEvent)):
+                depth -= 1
+        return pyyaml.load(text, Loader=pyyaml.SafeLoader)  # noqa: S506 - SafeLoader, checked above
+    except pyyaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = " ".join(str(part) for part in (exc.context, exc.problem) if part) or type(exc).__name__
+        raise error(f"{where}: invalid YAML: {_short(problem)}") from None
+    except (pyyaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # ValueError/OverflowError: PyYAML's constructor on a bad date (2020-13-45, year 99999)
+        raise error(f"{source}: invalid YAML: {_short(str(exc) or type(exc).__name__)}") from None
+
+
+def read_yaml(path: Path, *, error: type = CatalogReadError, max_bytes: int = RUNTIME_MAX_BYTES) -> Any:
+    """Read the YAML file ``path`` with :func:`parse_yaml`'s policy.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (callers say how to create it).
+        error: it cannot be read (a directory, no permission) or parsed.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return parse_yaml(raw, source=str(path), error=error, max_bytes=max_bytes)

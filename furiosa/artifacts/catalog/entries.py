@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import yaml
+from furiosa.artifacts.catalog._yaml import MAX_BYTES, read_yaml
 
 from furiosa.artifacts.errors import CatalogError, CatalogReadError, ModelNotFoundError
 
@@ -91,17 +91,9 @@ def read_entries(root: Path, *, validate: bool = True) -> List[Artifact]:
             listing = "\n".join(f"  {p}" for p in problems)
             raise CatalogError(f"{path} has {len(problems)} problem(s); run `furiosa-artifacts lint`:\n{listing}")
     try:
-        data = yaml.safe_load(path.read_text("utf-8"))
+        data = read_yaml(path, error=CatalogReadError, max_bytes=MAX_BYTES)
     except FileNotFoundError:
         raise CatalogReadError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise CatalogReadError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise CatalogReadError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise CatalogReadError(f"{path}: invalid YAML: {exc}") from None
-    except (ValueError, TypeError, RecursionError) as exc:  # PyYAML's constructor: bad dates, deep nesting
-        raise CatalogReadError(f"{path}: invalid YAML: {type(exc).__name__}: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
         raise CatalogReadError(f"{path}: expected a mapping with an 'artifacts' list")
     return [_artifact(raw, where=f"{path}: /artifacts/{index}") for index, raw in enumerate(data["artifacts"])]

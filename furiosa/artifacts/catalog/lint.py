@@ -270,8 +270,8 @@ def unbuilt_binaries(path: Path) -> List[str]:
     if path.is_dir():
         path = path / "artifacts.yaml"
     try:
-        data = yaml.safe_load(path.read_text("utf-8")) or {}
-    except (OSError, ValueError, yaml.YAMLError):  # ValueError: PyYAML's constructor on a bad date
+        data = read_yaml(path, max_bytes=MAX_BYTES) or {}
+    except (OSError, CatalogReadError):
         return []
     entries = data.get("artifacts") if isinstance(data, dict) else None
     return [e["location"] for e in entries or [] if isinstance(e, dict) and e.get("format") in ("onnx", "tflite")

@@ -8,6 +8,8 @@ from typing import Any, Dict, Mapping
 
 import yaml
 
+from furiosa.artifacts.catalog._yaml import read_yaml
+
 from furiosa.artifacts.errors import SpecError
 
 PARAMS_FILE = "params.yaml"
@@ -92,11 +94,9 @@ def load_params(path: Path) -> Params:
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text("utf-8"))
+        raw = read_yaml(path, error=SpecError)
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file (the pipeline's build recipe)") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: invalid YAML: {exc}") from None
     top = _keys(f"{path}", raw, {"base", "samples", "models"})
     base = _keys(f"{path}: base", top["base"], BASE_KEYS)
     if base["weights"] not in WEIGHT_MODES:

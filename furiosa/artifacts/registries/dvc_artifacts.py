@@ -31,6 +31,8 @@ from typing import Dict, List, Optional, Tuple
 
 import yaml
 
+from furiosa.artifacts.catalog._yaml import read_yaml
+
 from furiosa.artifacts.catalog.entries import Artifact, read_entries
 from furiosa.artifacts.errors import CatalogError, CatalogReadError
 from furiosa.artifacts.layout import PRECISIONS, binary_relpath
@@ -87,11 +89,9 @@ def _slug(value: str) -> str:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text("utf-8"))
+        data = read_yaml(path, error=CatalogReadError)
     except FileNotFoundError:
         raise CatalogReadError(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise CatalogReadError(f"{path}: invalid YAML: {exc}") from None
     return data if isinstance(data, dict) else {}
 
 
@@ -212,9 +212,9 @@ def _gto_config_problems(root: Path) -> List[Tuple[str, str]]:
     if not path.is_file():
         return [(GTO_CONFIG, f"missing: GTO would read artifacts.yaml (the catalog) as its index and fail; {fix}")]
     try:
-        config = yaml.safe_load(path.read_text("utf-8")) or {}
-    except yaml.YAMLError as exc:
-        return [(GTO_CONFIG, f"invalid YAML: {exc}")]
+        config = read_yaml(path, error=CatalogReadError) or {}
+    except (OSError, CatalogReadError) as exc:
+        return [(GTO_CONFIG, str(exc))]
     if not isinstance(config, dict):
         return [(GTO_CONFIG, "expected a mapping")]
     problems = []

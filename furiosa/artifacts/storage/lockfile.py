@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterable
 
-import yaml
+from furiosa.artifacts.catalog._yaml import read_yaml
 
 from furiosa.artifacts.errors import BinaryNotFoundError, UnsafePathError
 from furiosa.artifacts.sources.cache import normalize_digest
@@ -88,16 +88,14 @@ def read_outputs(root: Path) -> dict[str, LockedOutput]:
     """
     path = Path(root) / LOCK_FILE
     try:
-        data = yaml.safe_load(path.read_text("utf-8")) or {}
+        data = read_yaml(path, error=BinaryNotFoundError) or {}
     except FileNotFoundError:
         raise BinaryNotFoundError(
             f"{path} does not exist: the pipeline has not recorded any output; build it with "
             "`dvc repro` (or `furiosa-artifacts build`) and commit dvc.lock"
         ) from None
-    except yaml.YAMLError as exc:
-        raise BinaryNotFoundError(
-            f"{path} is not valid YAML ({exc}); restore it with `git checkout {LOCK_FILE}`"
-        ) from None
+    except BinaryNotFoundError as exc:
+        raise BinaryNotFoundError(f"{exc}; restore it with `git checkout {LOCK_FILE}`") from None
     outputs: dict[str, LockedOutput] = {}
     stages = data.get("stages") if isinstance(data, dict) else None
     for stage, body in (stages if isinstance(stages, dict) else {}).items():

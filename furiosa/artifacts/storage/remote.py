@@ -20,6 +20,7 @@ from furiosa.artifacts.errors import DownloadError
 __all__ = ["Remote", "dvc_cache_dir", "read_config", "read_remote", "SUPPORTED_SCHEMES"]
 
 CONFIG_FILES = ("config", "config.local")
+_MAX_CONFIG_BYTES = 1 << 20
 SUPPORTED_SCHEMES = ("local", "http", "https", "s3")
 
 
@@ -77,7 +78,15 @@ def read_config(root: Path) -> dict[tuple[str, str | None], dict[str, str]]:
         parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"), strict=False)
         parser.optionxform = str  # type: ignore[assignment,method-assign]
         try:
-            parser.read_string(path.read_text("utf-8"), source=str(path))
+            with open(path, "rb") as handle:
+                raw = handle.read(_MAX_CONFIG_BYTES + 1)
+            if len(raw) > _MAX_CONFIG_BYTES:
+                raise DownloadError(f"DVC config {path} is larger than {_MAX_CONFIG_BYTES} bytes: this is not a config")
+            parser.read_string(raw.decode("utf-8"), source=str(path))
+        except UnicodeDecodeError as exc:
+            raise DownloadError(f"DVC config {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+        except OSError as exc:
+            raise DownloadError(f"cannot read DVC config {path}: {exc.strerror or exc}") from None
         except configparser.Error as exc:
             raise DownloadError(f"cannot parse DVC config {path}: {exc}".replace("\n", " ")) from None
         for section in parser.sections():

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import yaml
+from furiosa.artifacts.catalog._yaml import read_yaml
 
 from furiosa.artifacts.errors import ModelNotFoundError, SpecError
 
@@ -326,9 +326,9 @@ def read_specs(path: Union[str, Path]) -> dict[str, ModelSpec]:
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise SpecError(f"{path}: cannot read model specs: {exc}") from exc
+        data = read_yaml(path, error=SpecError)
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read model specs: {exc.strerror or exc}") from None
     if not isinstance(data, dict) or not data:
         raise SpecError(f"{path}: expected a mapping of model name to spec")
     specs = {}
