@@ -116,6 +116,10 @@ def load_params(path: Path) -> Params:
         _positive_int(f"{where}.export.opset", export["opset"], minimum=7)
         if not isinstance(m["source"], Mapping) or "type" not in m["source"]:
             raise SpecError(f"{where}.source: expected a mapping with a 'type' (url, file, train, synthetic)")
+        if m["source"].get("type") in ("url", "file"):  # a pin is checked even when the build is synthetic
+            from furiosa.artifacts.sources import check_source
+
+            check_source({k: v for k, v in m["source"].items() if k != "convert"}, where=f"{where}.source")
         models[name] = ModelParams(
             name=name, network=str(m["network"]), source=dict(m["source"]), export=export,
             calibration=_data(f"{where}.calibration", m["calibration"]), quantization=dict(m["quantization"]),
