@@ -47,6 +47,7 @@ class Document:
 
     path: Path
     data: Any
+    text: str = ""
     values: Dict[Pointer, Position] = field(default_factory=dict)
     keys: Dict[Pointer, Position] = field(default_factory=dict)
 
@@ -77,10 +78,48 @@ def _text_date_constructor() -> type:
     return _TextDateConstructor
 
 
+@lru_cache(maxsize=1)
+def _policy_composer() -> type:
+    """A ruamel composer that applies the catalog policy (no aliases or anchors, no custom tags, bounded
+    depth) to each event before composing it: one pass, nothing expanded before it is checked."""
+    from ruamel.yaml.composer import Composer
+    from ruamel.yaml.events import AliasEvent, MappingStartEvent, SequenceStartEvent
+
+    class _PolicyComposer(Composer):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.parser.peek_event()
+            mark = event.start_mark
+            if isinstance(event, AliasEvent):
+                raise _PolicyError(mark, f"YAML alias '*{event.anchor}' is not allowed in the catalog: "
+                                   "write the value out in full")
+            if getattr(event, "anchor", None):
+                raise _PolicyError(mark, f"YAML anchor '&{event.anchor}' is not allowed in the catalog: remove it")
+            tag = getattr(event, "tag", None)
+            if tag and str(tag) not in _PLAIN_TAGS:
+                raise _PolicyError(mark, f"custom YAML tag '{tag}' is not allowed in the catalog: remove it")
+            nested = isinstance(event, (MappingStartEvent, SequenceStartEvent))
+            self._policy_depth = getattr(self, "_policy_depth", 0) + nested
+            try:
+                if self._policy_depth > MAX_DEPTH:
+                    raise _PolicyError(mark, f"nesting deeper than {MAX_DEPTH} levels: this is not a catalog")
+                return super().compose_node(parent, index)
+            finally:
+                self._policy_depth -= nested
+
+    return _PolicyComposer
+
+
+class _PolicyError(Exception):
+    def __init__(self, mark: Any, message: str):
+        super().__init__(message)
+        self.mark, self.message = mark, message
+
+
 def _new_yaml() -> Any:
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="rt")
+    yaml.Composer = _policy_composer()
     yaml.Constructor = _text_date_constructor()
     yaml.allow_duplicate_keys = False
     return yaml
@@ -96,35 +135,6 @@ def printable(text: str) -> str:
 
 def _fail(path: Path, line: int, column: int, message: str) -> CatalogReadError:
     return CatalogReadError(f"{path}:{line}:{column}: {printable(message)}")
-
-
-def _check_events(text: str, path: Path) -> None:
-    """Reject aliases, tags and excessive nesting before anything is constructed."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.events import AliasEvent, MappingStartEvent, ScalarEvent, SequenceStartEvent
-
-    depth = 0
-    yaml = YAML(typ="rt")
-    for event in yaml.parse(io.StringIO(text)):
-        mark = event.start_mark
-        if isinstance(event, AliasEvent):
-            raise _fail(path, mark.line + 1, mark.column + 1,
-                        f"YAML alias '*{event.anchor}' is not allowed in the catalog: write the value out in full")
-        if isinstance(event, (ScalarEvent, MappingStartEvent, SequenceStartEvent)):
-            if getattr(event, "anchor", None):
-                raise _fail(path, mark.line + 1, mark.column + 1,
-                            f"YAML anchor '&{event.anchor}' is not allowed in the catalog: remove it")
-            tag = getattr(event, "tag", None)
-            if tag and str(tag) not in _PLAIN_TAGS:
-                raise _fail(path, mark.line + 1, mark.column + 1,
-                            f"custom YAML tag '{tag}' is not allowed in the catalog: remove it")
-        if isinstance(event, (MappingStartEvent, SequenceStartEvent)):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise _fail(path, mark.line + 1, mark.column + 1,
-                            f"nesting deeper than {MAX_DEPTH} levels: this is not a catalog")
-        elif type(event).__name__ in ("MappingEndEvent", "SequenceEndEvent"):
-            depth -= 1
 
 
 def _plain(node: Any, pointer: Pointer, doc: Document) -> Any:
@@ -191,10 +201,10 @@ def load_document(path: Path) -> Document:
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     try:
-        _check_events(text, path)
         documents = list(_new_yaml().load_all(text))
-    except CatalogReadError:
-        raise
+    except _PolicyError as exc:
+        line, col = (exc.mark.line + 1, exc.mark.column + 1) if exc.mark else (1, 1)
+        raise _fail(path, line, col, exc.message) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -207,7 +217,7 @@ def load_document(path: Path) -> Document:
                                f"{printable(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__}") from None
     if len(documents) != 1:
         raise CatalogReadError(f"{path}:1:1: expected exactly one YAML document, found {len(documents)}")
-    doc = Document(path=path, data=None)
+    doc = Document(path=path, data=None, text=text)
     doc.data = _plain(documents[0], (), doc)
     return doc
 
@@ -224,6 +234,32 @@ def _short(text: str) -> str:
     """One line of ``text``, printable, at most MAX_MESSAGE characters."""
     line = printable(" ".join(str(text).split()))
     return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 3] + "..."
+
+
+def _policy_loader(source: str, error: type, max_depth: int) -> type:
+    """A PyYAML SafeLoader that refuses aliases and over-deep nesting while composing, before any node is
+    built from them (so an alias bomb never expands), in the same single pass as the parse."""
+    import yaml as pyyaml
+
+    class _PolicyLoader(pyyaml.SafeLoader):
+        _depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            mark = event.start_mark
+            where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+            if isinstance(event, pyyaml.AliasEvent):
+                raise error(f"{where}: YAML alias '*{_short(event.anchor or '')}' is not allowed: "
+                            "write the value out in full")
+            self._depth += 1
+            try:
+                if self._depth > max_depth:
+                    raise error(f"{where}: nesting deeper than {max_depth} levels: refusing to parse it")
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+    return _PolicyLoader
 
 
 def parse_yaml(text: "str | bytes", *, source: str, error: type = CatalogReadError,
@@ -250,24 +286,10 @@ def parse_yaml(text: "str | bytes", *, source: str, error: type = CatalogReadErr
     elif len(text) > max_bytes:
         raise error(f"{source}: larger than {max_bytes} characters: refusing to parse it")
     try:
-        depth = documents = 0
-        for event in pyyaml.parse(text, Loader=pyyaml.SafeLoader):
-            mark = event.start_mark
-            where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-            if isinstance(event, pyyaml.AliasEvent):
-                raise error(f"{where}: YAML alias '*{_short(event.anchor or '')}' is not allowed: "
-                            "write the value out in full")
-            if isinstance(event, pyyaml.DocumentStartEvent):
-                documents += 1
-                if documents > 1:
-                    raise error(f"{where}: expected one YAML document, found more")
-            elif isinstance(event, (pyyaml.MappingStartEvent, pyyaml.SequenceStartEvent)):
-                depth += 1
-                if depth > max_depth:
-                    raise error(f"{where}: nesting deeper than {max_depth} levels: refusing to parse it")
-            elif isinstance(event, (pyyaml.MappingEndEvent, pyyaml.SequenceEndEvent)):
-                depth -= 1
-        return pyyaml.load(text, Loader=pyyaml.SafeLoader)  # noqa: S506 - SafeLoader, checked above
+        PolicySafeLoader = _policy_loader(source, error, max_depth)  # noqa: N806 - a SafeLoader subclass
+        return pyyaml.load(text, Loader=PolicySafeLoader)
+    except error:
+        raise
     except pyyaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -294,3 +316,47 @@ def read_yaml(path: Path, *, error: type = CatalogReadError, max_bytes: int = RU
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
     return parse_yaml(raw, source=str(path), error=error, max_bytes=max_bytes)
+
+
+# --- YAML 1.1 (PyYAML) vs YAML 1.2 (ruamel) agreement ---------------------------------------------------------
+
+
+def _same(yaml11: Any, yaml12: Any, key: Any) -> bool:
+    """Whether one scalar means the same to both parsers (dates: PyYAML's date, our text of it)."""
+    import datetime
+    import math
+
+    if isinstance(yaml11, (datetime.date, datetime.datetime)):
+        return key == "date" and isinstance(yaml12, str) and yaml12.strip() == str(yaml11)
+    if type(yaml11) is not type(yaml12):
+        return False
+    if isinstance(yaml11, float) and math.isnan(yaml11):
+        return math.isnan(yaml12)
+    return bool(yaml11 == yaml12)
+
+
+def yaml11_differences(yaml11: Any, yaml12: Any, pointer: Pointer = ()) -> "list[tuple[Pointer, Any, Any]]":
+    """Every place where PyYAML's (YAML 1.1) and lint's (YAML 1.2) parse of one text differ, compared node by
+    node: ``(pointer in the 1.2 document, 1.1 value, 1.2 value)``. A mapping key read differently is
+    reported at that key."""
+    if isinstance(yaml12, dict):
+        if not isinstance(yaml11, dict) or len(yaml11) != len(yaml12):
+            return [(pointer, yaml11, yaml12)]
+        out = []
+        for (k11, v11), (k12, v12) in zip(yaml11.items(), yaml12.items()):
+            if not _same(k11, k12, None):
+                out.append((pointer + (k12,), k11, k12))
+            else:
+                out.extend(yaml11_differences(v11, v12, pointer + (k12,)))
+        return out
+    if isinstance(yaml12, list):
+        if not isinstance(yaml11, list) or len(yaml11) != len(yaml12):
+            return [(pointer, yaml11, yaml12)]
+        return [d for i, (a, b) in enumerate(zip(yaml11, yaml12)) for d in yaml11_differences(a, b, pointer + (i,))]
+    key = pointer[-1] if pointer else None
+    return [] if _same(yaml11, yaml12, key) else [(pointer, yaml11, yaml12)]
+
+
+def shown(value: Any) -> str:
+    """A bounded, printable ``repr`` for messages (never a whole expanded value)."""
+    return _short(repr(value))
