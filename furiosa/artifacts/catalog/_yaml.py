@@ -262,14 +262,35 @@ def _policy_loader(source: str, error: type, max_depth: int) -> type:
     return _PolicyLoader
 
 
+def _check_events(events: Any, source: str, error: type, max_depth: int) -> None:
+    """The policy on a PyYAML event stream: no alias, at most ``max_depth`` levels."""
+    import yaml as pyyaml
+
+    depth = 0
+    for event in events:
+        if isinstance(event, (pyyaml.AliasEvent, pyyaml.MappingStartEvent, pyyaml.SequenceStartEvent)):
+            mark = event.start_mark
+            where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+            if isinstance(event, pyyaml.AliasEvent):
+                raise error(f"{where}: YAML alias '*{_short(event.anchor or '')}' is not allowed: "
+                            "write the value out in full")
+            depth += 1
+            if depth > max_depth:
+                raise error(f"{where}: nesting deeper than {max_depth} levels: refusing to parse it")
+        elif isinstance(event, (pyyaml.MappingEndEvent, pyyaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def parse_yaml(text: "str | bytes", *, source: str, error: type = CatalogReadError,
-               max_bytes: int = RUNTIME_MAX_BYTES, max_depth: int = MAX_DEPTH) -> Any:
+               max_bytes: int = RUNTIME_MAX_BYTES, max_depth: int = MAX_DEPTH, exact: bool = False) -> Any:
     """Parse one YAML document with PyYAML's safe loader under this package's safety policy.
 
     The policy, the same for every file we read: at most ``max_bytes``, UTF-8, one document, no aliases
     (checked on the event stream, before anything is expanded, so "billion laughs" cannot start), at most
     ``max_depth`` levels, and every failure (syntax, a bad date, an over-deep nest) becomes ``error`` with a
-    bounded, printable message starting with ``source``.
+    bounded, printable message starting with ``source``. With libyaml installed the C parser is used
+    (same resolver and constructor, ~10x faster); ``exact=True`` uses the pure-Python parser, exactly what
+    ``yaml.safe_load`` (and so the furiosa-registry client) runs.
 
     Raises:
         error: (an ``ArtifactsError`` subclass) whatever is wrong, positioned where PyYAML knows it.
@@ -286,6 +307,10 @@ def parse_yaml(text: "str | bytes", *, source: str, error: type = CatalogReadErr
     elif len(text) > max_bytes:
         raise error(f"{source}: larger than {max_bytes} characters: refusing to parse it")
     try:
+        if not exact and getattr(pyyaml, "__with_libyaml__", False):
+            # libyaml: the policy runs on its (fast, C) event stream first, then the C loader builds the data
+            _check_events(pyyaml.parse(text, Loader=pyyaml.CSafeLoader), source, error, max_depth)
+            return pyyaml.load(text, Loader=pyyaml.CSafeLoader)
         PolicySafeLoader = _policy_loader(source, error, max_depth)  # noqa: N806 - a SafeLoader subclass
         return pyyaml.load(text, Loader=PolicySafeLoader)
     except error:

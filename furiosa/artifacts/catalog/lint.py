@@ -213,7 +213,7 @@ def _yaml11_problems(c: _Collector, doc: Document) -> None:
     if not doc.text:
         return
     try:
-        yaml11 = parse_yaml(doc.text, source=str(doc.path), max_bytes=MAX_BYTES)
+        yaml11 = parse_yaml(doc.text, source=str(doc.path), max_bytes=MAX_BYTES, exact=True)
     except CatalogReadError as exc:
         c.add((), f"PyYAML (YAML 1.1: the furiosa-registry client, DVC) cannot read this file: {exc}")
         return

@@ -27,8 +27,8 @@ def _expand(text: str, context: Dict[str, Any]) -> str:
     return _VAR.sub(lambda m: str(_lookup(context, m.group(1).strip())), text)
 
 
-def _out_paths(outs: Iterable[Any]) -> Iterable[str]:
-    for out in outs or []:
+def _out_paths(outs: Any) -> Iterable[str]:
+    for out in outs if isinstance(outs, list) else []:
         if isinstance(out, str):
             yield out
         elif isinstance(out, dict):
@@ -49,6 +49,8 @@ def declared_outputs(root: Path) -> Set[str]:
         if not isinstance(stage, dict):
             continue
         body = stage.get("do", stage)
+        if not isinstance(body, dict):
+            continue  # `do:` that is not a mapping declares nothing (DVC itself refuses it)
         paths = [p for key in ("outs", "metrics", "plots") for p in _out_paths(body.get(key))]
         foreach = stage.get("foreach")
         if foreach is None:

@@ -60,7 +60,7 @@ class Params:
 def _keys(where: str, value: Any, allowed: set, *, required: set | None = None) -> Dict[str, Any]:
     if not isinstance(value, Mapping):
         raise SpecError(f"{where}: expected a mapping, got {type(value).__name__}")
-    unknown = sorted(set(value) - allowed)
+    unknown = sorted(map(str, set(value) - allowed))
     missing = sorted((allowed if required is None else required) - set(value))
     if unknown:
         raise SpecError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -120,6 +120,9 @@ def load_params(path: Path) -> Params:
             from furiosa.artifacts.sources import check_source
 
             check_source({k: v for k, v in m["source"].items() if k != "convert"}, where=f"{where}.source")
+        for key in ("quantization", "gates"):
+            if not isinstance(m[key] if key != "gates" else (m[key] or {}), Mapping):
+                raise SpecError(f"{where}.{key}: expected a mapping, got {type(m[key]).__name__}")
         models[name] = ModelParams(
             name=name, network=str(m["network"]), source=dict(m["source"]), export=export,
             calibration=_data(f"{where}.calibration", m["calibration"]), quantization=dict(m["quantization"]),

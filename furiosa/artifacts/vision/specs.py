@@ -164,7 +164,9 @@ class _Field:
         return _Field(value, self.where, child)
 
     def check_keys(self, allowed: set[str]) -> None:
-        extra = sorted(set(self.value) - allowed)
+        if not isinstance(self.value, dict):
+            raise self.fail(f"expected a mapping, got {type(self.value).__name__}")
+        extra = sorted(map(str, set(self.value) - allowed))
         if extra:
             raise self.fail(f"unknown key(s) {extra}; allowed: {sorted(allowed)}")
 
