@@ -239,6 +239,7 @@ def test_every_file_the_tools_read_survives_10000_fuzzed_inputs(tmp_path: Path) 
     clean_catalogs = 0
     crashes: List[str] = []
     hangs: List[str] = []
+    disagreements: List[str] = []
     for file, budget in BUDGET.items():
         path = root / _target(file)
         original = path.read_bytes()
@@ -263,13 +264,21 @@ def test_every_file_the_tools_read_survives_10000_fuzzed_inputs(tmp_path: Path) 
                                    f"{frame.filename}:{frame.lineno} (input {data[:200]!r})")
             if file == "artifacts.yaml" and index % LINT_EVERY == 0:  # YAML 1.1/1.2: lint-clean => PyYAML agrees
                 try:
-                    if not lint_catalog(root):
-                        clean_catalogs += 1
-                        ours = load_document(path).data
-                        theirs = parse_yaml(data, source=str(path), exact=True)
-                        assert yaml11_differences(theirs, ours) == [], data[:300]
+                    with watchdog(HANG_S):
+                        if not lint_catalog(root):
+                            clean_catalogs += 1
+                            ours = load_document(path).data
+                            theirs = parse_yaml(data, source=str(path), exact=True)
+                            if yaml11_differences(theirs, ours):
+                                disagreements.append(f"#{index}: {data[:300]!r}")
                 except CatalogReadError:
                     pass
+                except Hang:
+                    hangs.append(f"{file} #{index} (lint): {data[:300]!r}")
+                except Exception as exc:  # noqa: BLE001
+                    frame = traceback.extract_tb(exc.__traceback__)[-1]
+                    crashes.append(f"{file} #{index} (lint): {type(exc).__name__}: {str(exc)[:200]} at "
+                                   f"{frame.filename}:{frame.lineno} (input {data[:200]!r})")
         path.write_bytes(original)
     total = sum(inputs.values())
     print(f"\nfuzzed inputs per file: {dict(inputs)}; total {total}; refused with our own errors (reader calls): "
@@ -277,6 +286,7 @@ def test_every_file_the_tools_read_survives_10000_fuzzed_inputs(tmp_path: Path) 
           f"tracebacks: {len(crashes)}; hangs over {HANG_S} s: {len(hangs)}")
     assert not hangs, "\n".join(hangs[:5])
     assert not crashes, f"{len(crashes)} tracebacks:\n" + "\n".join(crashes[:40])
+    assert not disagreements, "lint passed catalogs PyYAML reads differently:\n" + "\n".join(disagreements[:5])
     assert total >= MIN_INPUTS
     assert clean_catalogs > 0  # the agreement property was exercised
 

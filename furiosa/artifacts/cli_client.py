@@ -238,7 +238,7 @@ def predict_one(model: Any, image: str, *, top_k: Optional[int]) -> List[Any]:
     names = [o.name for o in session.get_outputs()]
     outputs = dict(zip(names, session.run(None, {session.get_inputs()[0].name: tensor})))
     if model.spec.task == "classification":
-        return classify(outputs[model.spec.output_names[0]], model.spec, top_k=top_k)[0]
+        return classify(model.output_by_name(outputs, model.spec.output_names[0]), model.spec, top_k=top_k)[0]
     detections = model.postprocess(outputs, contexts)[0]
     return detections[:top_k] if top_k else detections
 
@@ -331,7 +331,6 @@ def _print_results(image: str, task: str, results: Sequence[Any], out: Optional[
 def _cmd_predict(args: argparse.Namespace) -> int:
     from furiosa.artifacts.cards import code_entry
     from furiosa.artifacts.catalog.entries import read_entries
-    from furiosa.artifacts.errors import ImageError
     from furiosa.artifacts.loader import load_from_repo
 
     root = repo_root(args.root)
@@ -342,6 +341,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if fixed and args.precision and args.precision != fixed:
             args.parser.error(f"{args.name} is the {fixed} binary only: drop --precision, or use {entry.name}")
         model = load_from_repo(entry.name, precision=args.precision or fixed or "int8", root=root)
+        model.session  # noqa: B018 - a corrupt binary or one with external data fails here, once
     except ArtifactsError as exc:
         return _fail(str(exc), args.json)
     if model.synthetic:
@@ -358,7 +358,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             if out is not None:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 annotate(image, results, task).save(out, format="PNG")
-        except (ImageError, OSError) as exc:
+        except (ArtifactsError, OSError) as exc:  # ImageError, or the binary's outputs unlike its spec
             errors.append({"image": image, "error": str(exc)})
             progress.write(f"error: {image}: {exc}", file=sys.stderr)
             continue

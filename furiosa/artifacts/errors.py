@@ -44,6 +44,10 @@ class UntrustedCodeError(ArtifactsError, PermissionError):
     """Loading a catalog entry would import Python code from a repository that is not trusted."""
 
 
+class ModelBinaryError(ArtifactsError, ValueError):
+    """A model binary is not a usable ONNX model (corrupt, external data, outputs unlike its spec)."""
+
+
 class DownloadError(ArtifactsError, OSError):
     """A download failed (network, HTTP status, all mirrors exhausted)."""
 

@@ -11,7 +11,35 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from furiosa.artifacts.errors import BinaryNotFoundError
+from furiosa.artifacts.errors import BinaryNotFoundError, ModelBinaryError, UnsafePathError
+
+
+def parse_onnx(source: bytes, *, what: str) -> Any:
+    """The ModelProto in ``source``, refusing tensors stored outside it.
+
+    A session is built from bytes, so ONNX Runtime would resolve an external-data ``location`` (``.env``,
+    ``../secrets``) against the caller's working directory and hand the file back as a tensor. Catalog
+    binaries are single files: any tensor with external data (graph, subgraphs, node attributes) is refused.
+
+    Raises:
+        ModelBinaryError: ``source`` is not an ONNX model (re-fetch or rebuild it).
+        UnsafePathError: a tensor names external data.
+    """
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    try:
+        proto = onnx.load_model_from_string(source)
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise ModelBinaryError(f"{what} is not a valid ONNX model ({type(exc).__name__}): re-fetch it with "
+                               "`furiosa-artifacts pull` or rebuild it") from None
+    for tensor in _get_all_tensors(proto):
+        if uses_external_data(tensor) or len(tensor.external_data):
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "?")
+            raise UnsafePathError(f"{what}: tensor {tensor.name[:80]!r} keeps its data in the external file "
+                                  f"{location[:200]!r}; catalog binaries must be self-contained (refused: it "
+                                  "would be read relative to the current directory)")
+    return proto
 
 
 @dataclass(frozen=True)
@@ -58,7 +86,7 @@ class Model:
     def _graph_io(self) -> Tuple[List[TensorInfo], List[TensorInfo]]:
         import onnx
 
-        graph = onnx.load_model_from_string(self.source).graph
+        graph = parse_onnx(self.source, what=self._what).graph
         initializers = {init.name for init in graph.initializer}
 
         def info(value: Any) -> TensorInfo:
@@ -91,14 +119,36 @@ class Model:
 
         return postprocess(outputs, contexts, self.spec)
 
+    @property
+    def _what(self) -> str:
+        return f"{self.name} {self.precision} binary" + (f" {self.path}" if self.path else "")
+
     @cached_property
     def session(self) -> Any:
-        """An ONNX Runtime CPU session over :attr:`source` (created on first use)."""
+        """An ONNX Runtime CPU session over :attr:`source` (created on first use).
+
+        Raises:
+            UnsafePathError: the binary names external data (see :func:`parse_onnx`).
+            ModelBinaryError: it is not a valid ONNX model, or ONNX Runtime cannot load it.
+        """
         import onnxruntime as ort
 
+        parse_onnx(self.source, what=self._what)
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        return ort.InferenceSession(self.source, options, providers=["CPUExecutionProvider"])
+        try:
+            return ort.InferenceSession(self.source, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's Fail/InvalidGraph/... share no public base
+            message = " ".join(str(exc).split())[:300]
+            raise ModelBinaryError(f"{self._what}: ONNX Runtime cannot load it ({message}): re-fetch it with "
+                                   "`furiosa-artifacts pull` or rebuild it") from None
+
+    def output_by_name(self, outputs: Dict[str, Any], name: str) -> Any:
+        """``outputs[name]``, or a ModelBinaryError naming the outputs the binary has."""
+        if name not in outputs:
+            raise ModelBinaryError(f"{self._what} has no output {name!r} (specs.yaml names it; the binary has "
+                                   f"{', '.join(map(repr, outputs))}): rebuild the binary or fix specs.yaml")
+        return outputs[name]
 
     def run(self, images: Any, *, batch_size: int = 8) -> List[Any]:
         """Preprocess, infer in batches of ``batch_size`` and postprocess; one result per image."""

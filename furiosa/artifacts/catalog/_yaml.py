@@ -212,7 +212,7 @@ def load_document(path: Path) -> Document:
         if "duplicate key" in problem or "found duplicate key" in str(exc):
             problem = f"duplicate key: {problem.splitlines()[0]} (each key may appear once per mapping)"
         raise _fail(path, line, col, f"invalid YAML: {problem}") from None
-    except (YAMLError, RecursionError, ValueError) as exc:
+    except (YAMLError, RecursionError, ValueError, TypeError) as exc:  # TypeError: a list as a mapping key
         raise CatalogReadError(f"{path}:1:1: invalid YAML: "
                                f"{printable(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__}") from None
     if len(documents) != 1:
