@@ -17,12 +17,20 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from furiosa.artifacts.catalog.entries import Artifact, find_entry, read_entries
-from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError, CatalogError, ModelNotFoundError, SpecError
+from furiosa.artifacts.errors import (
+    ArtifactsError,
+    BinaryNotFoundError,
+    CatalogError,
+    LockFileError,
+    ModelNotFoundError,
+    SpecError,
+)
 from furiosa.artifacts.layout import MODELS_DIR, PRECISIONS, binary_relpath, metrics_relpath, model_dir
 
 __all__ = ["CARDS_DIR", "SPECS_RELPATH", "card_relpath", "code_entry", "generated_cards", "model_facts",
@@ -113,6 +121,8 @@ def _lock_outputs(root: Path) -> Optional[Dict[str, Any]]:
 
     try:
         return read_outputs(root)
+    except LockFileError:
+        raise  # there, but unreadable: say so (exit 2), never show it as "not built"
     except BinaryNotFoundError:
         return None
 
@@ -186,23 +196,43 @@ def _postprocess(spec: Any) -> Dict[str, Any]:
     return out
 
 
+def _mapping(value: Any) -> Dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> Optional[Union[int, float]]:
+    """``value`` when it is a finite int or float (not a bool), else None: metrics.json may be anything."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if isinstance(value, int) or math.isfinite(value) else None
+
+
+def _text(value: Any) -> Optional[str]:
+    return None if value is None else str(value)[:200]
+
+
 def _metrics_summary(m: Dict[str, Any], relpath: str) -> Dict[str, Any]:
-    latency = m.get("latency") or {}
-    fp32_lat, int8_lat = latency.get("fp32") or {}, latency.get("int8") or {}
-    weights = m.get("weights") or {}
+    """The parts of metrics.json that ``show`` and the cards print, each of the type they print (numbers
+    or None, text or None), whatever the file holds (``{}``, wrong types, NaN)."""
+    latency = _mapping(m.get("latency"))
+    fp32_lat, int8_lat = _mapping(latency.get("fp32")), _mapping(latency.get("int8"))
+    weights = _mapping(m.get("weights"))
+    deployable = weights.get("deployable")
     return {
         "path": relpath,
-        "weights": {"source": weights.get("source"), "deployable": weights.get("deployable")},
-        "sizes": {"fp32_bytes": m.get("fp32_bytes"), "int8_bytes": m.get("int8_bytes"),
-                  "size_ratio": m.get("size_ratio"), "parameters": m.get("parameters")},
-        "latency": {"fp32_ms": m.get("fp32_latency_ms"), "int8_ms": m.get("int8_latency_ms"),
-                    "int8_latency_ratio": m.get("int8_latency_ratio"), "statistic": "median",
-                    "batch": int8_lat.get("batch", fp32_lat.get("batch")),
-                    "threads": int8_lat.get("threads", fp32_lat.get("threads")),
-                    "cpu_count": int8_lat.get("cpu_count", fp32_lat.get("cpu_count"))},
-        "quality": {k: m[k] for k in QUALITY_KEYS if k in m},
-        "evaluation": {"data": m.get("evaluation_data"), "inputs": m.get("evaluation_inputs")},
-        "gates": m.get("gates") or {},
+        "weights": {"source": _text(weights.get("source")),
+                    "deployable": deployable if isinstance(deployable, bool) else None},
+        "sizes": {key: _number(m.get(key)) for key in ("fp32_bytes", "int8_bytes", "size_ratio", "parameters")},
+        "latency": {"fp32_ms": _number(m.get("fp32_latency_ms")), "int8_ms": _number(m.get("int8_latency_ms")),
+                    "int8_latency_ratio": _number(m.get("int8_latency_ratio")), "statistic": "median",
+                    "batch": _number(int8_lat.get("batch", fp32_lat.get("batch"))),
+                    "threads": _number(int8_lat.get("threads", fp32_lat.get("threads"))),
+                    "cpu_count": _number(int8_lat.get("cpu_count", fp32_lat.get("cpu_count")))},
+        "quality": {k: m[k] if _number(m[k]) is not None else _text(m[k]) for k in QUALITY_KEYS if k in m},
+        "evaluation": {"data": _text(m.get("evaluation_data")), "inputs": _number(m.get("evaluation_inputs"))},
+        "gates": {str(k): {f: gate.get(f) if _number(gate.get(f)) is not None else _text(gate.get(f))
+                           for f in ("threshold", "value", "status")}
+                  for k, gate in _mapping(m.get("gates")).items() if isinstance(gate, dict)},
     }
 
 

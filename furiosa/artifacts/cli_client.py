@@ -17,9 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from furiosa.artifacts.catalog._yaml import printable, printable_lines
 from furiosa.artifacts.errors import ArtifactsError
 
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 TASKS = ("classification", "detection")
 # box colours of detections, by COCO category id (tab10, then a few more distinct ones)
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
@@ -37,19 +38,26 @@ def repo_root(value: Optional[str]) -> Path:
     return Path(".") if Path(CATALOG_FILE).is_file() else package_repo_root()
 
 
-def _fail(message: str, as_json: bool) -> int:
+def exit_code(exc: BaseException) -> int:
+    """2 when an input file (dvc.lock, .dvc/config) is unreadable, else 1."""
+    from furiosa.artifacts.errors import UnreadableFileError
+
+    return EXIT_USAGE if isinstance(exc, UnreadableFileError) else EXIT_FAILED
+
+
+def _fail(message: str, as_json: bool, code: int = 1) -> int:
     if as_json:
-        print(json.dumps({"ok": False, "error": message}, indent=2))
+        print(json.dumps({"ok": False, "error": printable(message)}, indent=2))
     else:
-        print(f"error: {message}", file=sys.stderr)
-    return EXIT_FAILED
+        print(f"error: {printable(message)}", file=sys.stderr)
+    return code
 
 
 def _warn_synthetic(facts_or_name: Any) -> None:
     from furiosa.artifacts.cards import synthetic_warning
 
     facts = facts_or_name if isinstance(facts_or_name, dict) else {"name": facts_or_name, "weights": {}}
-    print(f"warning: {synthetic_warning(facts)}", file=sys.stderr)
+    print(f"warning: {printable(synthetic_warning(facts))}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- list
@@ -94,7 +102,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         table += [[r["name"], r["family"], r["version"] or "", r["task"], r["input"], "built" if r["int8"] else "-",
                    mark(r["synthetic"])] for r in rows]
         if rows:
-            print(_table(table))
+            print(printable_lines(_table(table)))
     if not rows:
         what = " and ".join(x for x in (f"pattern {args.pattern!r}" if args.pattern else "",
                                          f"task {args.task}" if args.task else "") if x)
@@ -108,6 +116,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _shape(shape: Sequence[Any]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _fmt(value: Any, spec: str = "") -> str:
+    """``format(value, spec)``, or "n/a" when metrics.json did not hold a number there."""
+    if value is None:
+        return "n/a"
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def format_facts(f: Dict[str, Any]) -> str:
@@ -155,11 +173,11 @@ def format_facts(f: Dict[str, Any]) -> str:
         out += ["", f"metrics ({m['path']})",
                 f"  weights    {m['weights']['source']} (deployable: {m['weights']['deployable']})"
                 + ("  << SYNTHETIC" if f["synthetic"] else ""),
-                f"  size       fp32 {s['fp32_bytes']:,} bytes, int8 {s['int8_bytes']:,} bytes "
-                f"(ratio {s['size_ratio']:.3f}); {s['parameters']:,} parameters",
-                f"  latency    fp32 {lat['fp32_ms']:.4g} ms, int8 {lat['int8_ms']:.4g} ms (ratio "
-                f"{lat['int8_latency_ratio']:.3f}; median, batch {lat['batch']}, {lat['threads']} threads, "
-                f"{lat['cpu_count']} CPUs)",
+                f"  size       fp32 {_fmt(s['fp32_bytes'], ',')} bytes, int8 {_fmt(s['int8_bytes'], ',')} bytes "
+                f"(ratio {_fmt(s['size_ratio'], '.3f')}); {_fmt(s['parameters'], ',')} parameters",
+                f"  latency    fp32 {_fmt(lat['fp32_ms'], '.4g')} ms, int8 {_fmt(lat['int8_ms'], '.4g')} ms (ratio "
+                f"{_fmt(lat['int8_latency_ratio'], '.3f')}; median, batch {_fmt(lat['batch'])}, "
+                f"{_fmt(lat['threads'])} threads, {_fmt(lat['cpu_count'])} CPUs)",
                 f"  evaluated  on {m['evaluation']['inputs']} {m['evaluation']['data']} inputs"]
         out += [f"  {key:22} {value:.4f}" if isinstance(value, float) else f"  {key:22} {value}"
                 for key, value in m["quality"].items()]
@@ -192,10 +210,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
     try:
         facts = model_facts(repo_root(args.root), args.name)
     except ArtifactsError as exc:
-        return _fail(str(exc), args.json)
+        return _fail(str(exc), args.json, exit_code(exc))
     if facts["synthetic"]:
         _warn_synthetic(facts)
-    print(json.dumps(facts, indent=2) if args.json else format_facts(facts))
+    print(json.dumps(facts, indent=2) if args.json else printable_lines(format_facts(facts)))
     return EXIT_OK
 
 
@@ -208,7 +226,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     try:
         reports = verify_models(repo_root(args.root), args.names)
     except ArtifactsError as exc:
-        return _fail(str(exc), args.json)
+        return _fail(str(exc), args.json, exit_code(exc))
     problems = sum(len(r.problems) for r in reports)
     if args.json:
         print(reports_json(reports))
@@ -217,9 +235,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
             print(f"{report.model}: {state} ({len(report.checked)} checks)")
             for problem in report.problems:
-                print(f"  {problem}")
+                print(f"  {printable(str(problem))}")
             for note in report.skipped:
-                print(f"  skipped {note}", file=sys.stderr)
+                print(f"  skipped {printable(str(note))}", file=sys.stderr)
         if problems:
             print(f"{problems} problem(s) in {sum(not r.ok for r in reports)} of {len(reports)} model(s)",
                   file=sys.stderr)
@@ -343,7 +361,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         model = load_from_repo(entry.name, precision=args.precision or fixed or "int8", root=root)
         model.session  # noqa: B018 - a corrupt binary or one with external data fails here, once
     except ArtifactsError as exc:
-        return _fail(str(exc), args.json)
+        return _fail(str(exc), args.json, exit_code(exc))
     if model.synthetic:
         _warn_synthetic(model.name)
     from tqdm import tqdm

@@ -1,7 +1,7 @@
 """``furiosa-artifacts pull`` and ``furiosa-artifacts publish``: the storage subcommands.
 
 :func:`register` adds them to the main parser's subparsers; each handler returns the exit
-code (0 ok, 1 failure) and prints errors as ``error: ...`` on stderr.
+code (0 ok, 1 failure, 2 an unreadable dvc.lock or .dvc/config) and prints errors as ``error: ...`` on stderr.
 """
 
 from __future__ import annotations
@@ -12,19 +12,25 @@ import logging
 import sys
 from pathlib import Path
 
-from furiosa.artifacts.errors import ArtifactsError
+from furiosa.artifacts.catalog._yaml import printable
+from furiosa.artifacts.errors import ArtifactsError, UnreadableFileError
 from furiosa.artifacts.storage.resolver import DEFAULT_JOBS
 
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PRECISION_CHOICES = ("int8", "fp32", "all")
 
 
-def _fail(message: str, as_json: bool) -> int:
+def exit_code(exc: BaseException) -> int:
+    """2 when an input file (dvc.lock, .dvc/config) is unreadable, else 1."""
+    return EXIT_USAGE if isinstance(exc, UnreadableFileError) else EXIT_FAILED
+
+
+def _fail(message: str, as_json: bool, code: int = EXIT_FAILED) -> int:
     if as_json:
-        print(json.dumps({"ok": False, "error": message, "resolved": [], "failed": []}, indent=2))
+        print(json.dumps({"ok": False, "error": printable(message), "resolved": [], "failed": []}, indent=2))
     else:
-        print(f"error: {message}", file=sys.stderr)
-    return EXIT_FAILED
+        print(f"error: {printable(message)}", file=sys.stderr)
+    return code
 
 
 def _binaries(entry, precision: str | None) -> list[tuple[str, str]]:
@@ -83,7 +89,7 @@ def _pull_release(args: argparse.Namespace) -> int:
     try:
         targets = [(n, p) for name in args.names for _, n, p in artifact_names(root, name, args.precision)]
     except (ArtifactsError, ValueError) as exc:
-        return _fail(str(exc), args.json)
+        return _fail(str(exc), args.json, exit_code(exc))
     for name, precision in dict.fromkeys(targets):
         try:
             got = resolve(root, name, rev=args.rev, stage=args.stage, precision=precision, remote=args.remote,
@@ -133,7 +139,7 @@ def _cmd_pull(args: argparse.Namespace) -> int:
             path = resolved.path if args.no_checkout else checkout(root, resolved)
             rows.append({"name": name, "precision": precision, **resolved.as_dict(), "path": str(path)})
     except ArtifactsError as exc:
-        return _fail(str(exc), args.json)
+        return _fail(str(exc), args.json, exit_code(exc))
     for relpath, exc in report.failed.items():
         name, precision = wanted[relpath]
         failed.append({"name": name, "precision": precision, "relpath": relpath, "error": str(exc)})

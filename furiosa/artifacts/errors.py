@@ -44,12 +44,24 @@ class UntrustedCodeError(ArtifactsError, PermissionError):
     """Loading a catalog entry would import Python code from a repository that is not trusted."""
 
 
+class UnreadableFileError(ArtifactsError):
+    """An input file the command needs (dvc.lock, .dvc/config) cannot be read or parsed: CLIs exit 2."""
+
+
+class LockFileError(BinaryNotFoundError, UnreadableFileError):
+    """dvc.lock exists but is not readable YAML of the expected shape (restore it from git)."""
+
+
 class ModelBinaryError(ArtifactsError, ValueError):
     """A model binary is not a usable ONNX model (corrupt, external data, outputs unlike its spec)."""
 
 
 class DownloadError(ArtifactsError, OSError):
     """A download failed (network, HTTP status, all mirrors exhausted)."""
+
+
+class ConfigFileError(DownloadError, UnreadableFileError):
+    """The DVC configuration (.dvc/config, .dvc/config.local) cannot be read or parsed."""
 
 
 class ChecksumError(ArtifactsError, ValueError):

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from furiosa.artifacts.cards import code_entry, read_metrics, read_model_spec
 from furiosa.artifacts.catalog.entries import read_entries
-from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError
+from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError, LockFileError
 from furiosa.artifacts.layout import PRECISIONS, binary_relpath, metrics_relpath, model_dir
 
 __all__ = ["ModelReport", "Problem", "built_models", "reports_json", "verify_model", "verify_models"]
@@ -206,6 +206,8 @@ def verify_model(root: Path, name: str, *, outputs: Any = _READ_LOCK) -> ModelRe
     if outputs is _READ_LOCK:
         try:
             outputs = read_outputs(root)
+        except LockFileError:
+            raise  # there but unreadable: an error (exit 2), not "nothing recorded"
         except BinaryNotFoundError:
             outputs = None
     _check_lock(root, name, outputs, report)
@@ -254,6 +256,8 @@ def verify_models(root: Path, names: Sequence[str] = ()) -> List[ModelReport]:
                                   "or `dvc pull` first")
     try:
         outputs = read_outputs(root)
+    except LockFileError:
+        raise  # there but unreadable: an error (exit 2), not "nothing recorded"
     except BinaryNotFoundError:
         outputs = None
     return [verify_model(root, name, outputs=outputs) for name in wanted]

@@ -133,6 +133,11 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
+def printable_lines(text: str) -> str:
+    """:func:`printable` applied line by line (newlines kept): for multi-line CLI text output."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 def _fail(path: Path, line: int, column: int, message: str) -> CatalogReadError:
     return CatalogReadError(f"{path}:{line}:{column}: {printable(message)}")
 

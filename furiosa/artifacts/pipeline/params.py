@@ -117,9 +117,9 @@ def load_params(path: Path) -> Params:
         if not isinstance(m["source"], Mapping) or "type" not in m["source"]:
             raise SpecError(f"{where}.source: expected a mapping with a 'type' (url, file, train, synthetic)")
         if m["source"].get("type") in ("url", "file"):  # a pin is checked even when the build is synthetic
-            from furiosa.artifacts.sources import check_source
+            from furiosa.artifacts.sources import check_pins
 
-            check_source({k: v for k, v in m["source"].items() if k != "convert"}, where=f"{where}.source")
+            check_pins(m["source"], where=f"{where}.source")
         for key in ("quantization", "gates"):
             if not isinstance(m[key] if key != "gates" else (m[key] or {}), Mapping):
                 raise SpecError(f"{where}.{key}: expected a mapping, got {type(m[key]).__name__}")

@@ -34,6 +34,7 @@ __all__ = [
     "ENV_MIRRORS",
     "cache_path",
     "cache_root",
+    "check_pins",
     "check_source",
     "download",
     "extract_member",
@@ -156,12 +157,24 @@ def _copy_verified(src: Path, dest: Path, *, sha256: str, size: int | None, wher
     return dest
 
 
-def check_source(source: Any, where: str = "source") -> str:
-    """Validate a ``url``/``file`` source mapping without fetching anything; its type.
+def check_pins(source: Mapping[str, Any], where: str = "source") -> None:
+    """Validate the ``sha256`` and ``size`` pins a source carries (an absent pin is the fetch's business).
 
     Run when params.yaml is read, so that a malformed pin (``size: -1``, ``size: "83367"``, a short
-    sha256) is an error even in a synthetic-weights build that never downloads: a pin is never
-    silently disabled.
+    sha256) is an error even in a synthetic-weights build that never downloads: a pin is never silently
+    disabled.
+
+    Raises:
+        SpecError: a pin is malformed; the message names the field.
+    """
+    if "sha256" in source:
+        _check_sha256(source["sha256"], where)
+    if "size" in source:
+        _check_size(source["size"], where)
+
+
+def check_source(source: Any, where: str = "source") -> str:
+    """Validate a ``url``/``file`` source mapping without fetching anything; its type.
 
     Raises:
         SpecError: the mapping is invalid; the message names the field and the fix.

@@ -17,7 +17,7 @@ from typing import Iterable
 
 from furiosa.artifacts.catalog._yaml import read_yaml
 
-from furiosa.artifacts.errors import BinaryNotFoundError, UnsafePathError
+from furiosa.artifacts.errors import BinaryNotFoundError, LockFileError, UnsafePathError
 from furiosa.artifacts.sources.cache import normalize_digest
 
 __all__ = ["LOCK_FILE", "LockedOutput", "object_key", "read_outputs", "safe_relpath"]
@@ -88,14 +88,14 @@ def read_outputs(root: Path) -> dict[str, LockedOutput]:
     """
     path = Path(root) / LOCK_FILE
     try:
-        data = read_yaml(path, error=BinaryNotFoundError) or {}
+        data = read_yaml(path, error=LockFileError) or {}
+    except LockFileError as exc:  # first: it is a FileNotFoundError too (there, but unreadable)
+        raise LockFileError(f"{exc}; restore it with `git checkout {LOCK_FILE}`") from None
     except FileNotFoundError:
         raise BinaryNotFoundError(
             f"{path} does not exist: the pipeline has not recorded any output; build it with "
             "`dvc repro` (or `furiosa-artifacts build`) and commit dvc.lock"
         ) from None
-    except BinaryNotFoundError as exc:
-        raise BinaryNotFoundError(f"{exc}; restore it with `git checkout {LOCK_FILE}`") from None
     outputs: dict[str, LockedOutput] = {}
     stages = data.get("stages") if isinstance(data, dict) else None
     for stage, body in (stages if isinstance(stages, dict) else {}).items():

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from furiosa.artifacts.errors import DownloadError
+from furiosa.artifacts.errors import ConfigFileError, DownloadError
 
 __all__ = ["Remote", "dvc_cache_dir", "read_config", "read_remote", "SUPPORTED_SCHEMES"]
 
@@ -81,14 +81,14 @@ def read_config(root: Path) -> dict[tuple[str, str | None], dict[str, str]]:
             with open(path, "rb") as handle:
                 raw = handle.read(_MAX_CONFIG_BYTES + 1)
             if len(raw) > _MAX_CONFIG_BYTES:
-                raise DownloadError(f"DVC config {path} is larger than {_MAX_CONFIG_BYTES} bytes: this is not a config")
+                raise ConfigFileError(f"DVC config {path} is larger than {_MAX_CONFIG_BYTES} bytes: this is not a config")
             parser.read_string(raw.decode("utf-8"), source=str(path))
         except UnicodeDecodeError as exc:
-            raise DownloadError(f"DVC config {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+            raise ConfigFileError(f"DVC config {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
         except OSError as exc:
-            raise DownloadError(f"cannot read DVC config {path}: {exc.strerror or exc}") from None
+            raise ConfigFileError(f"cannot read DVC config {path}: {exc.strerror or exc}") from None
         except configparser.Error as exc:
-            raise DownloadError(f"cannot parse DVC config {path}: {exc}".replace("\n", " ")) from None
+            raise ConfigFileError(f"cannot parse DVC config {path}: {exc}".replace("\n", " ")) from None
         for section in parser.sections():
             values = merged.setdefault(_section(section), {})
             values.update({key.lower(): _unquote(value) for key, value in parser.items(section)})

@@ -1,0 +1,100 @@
+"""Hostile input files through the commands that read them: a clear error and the right exit code, never a
+traceback. The commands run in-process (``furiosa.artifacts.cli.main``) on a scratch copy of this repository's
+catalog, pipeline and specs, with a real built workspace's dvc.lock and metrics.json (``tests/fuzz_seeds``).
+Bulk fuzzing of the same files is in test_security_fuzz_files.py; these are the cases the attack run reported.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from furiosa.artifacts.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SEEDS = Path(__file__).resolve().parent / "fuzz_seeds"
+MODEL = "DigitsConvNet"
+
+
+@pytest.fixture()
+def scratch(tmp_path: Path, monkeypatch) -> Path:
+    root = tmp_path / "repo"
+    for name in ("artifacts.yaml", "dvc.yaml", "params.yaml", ".gto", ".dvc/config",
+                 "furiosa/artifacts/vision/specs.yaml", "furiosa/artifacts/artifacts.py"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / name, root / name)
+    shutil.copyfile(SEEDS / "dvc.lock", root / "dvc.lock")
+    (root / "models" / MODEL).mkdir(parents=True)
+    shutil.copyfile(SEEDS / "metrics.json", root / "models" / MODEL / "metrics.json")
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("FURIOSA_ARTIFACTS_HOME", str(tmp_path / "home"))
+    return root
+
+
+def _run(capsys, *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+HOSTILE_LOCKS = {
+    "bad-date": b"schema: '2.0'\nstages:\n  weights@DigitsConvNet:\n    cmd: x\n    when: 2020-13-45\n",
+    "feb-30": b"schema: '2.0'\nstages: {a: {when: 2021-02-30 10:00:00}}\n",
+    "non-utf8": b"schema: '2.0'\nstages:\n  a:\n    cmd: \xff\xfe\x80 caf\xe9\n",
+    "alias-bomb": b"a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: [*b,*b,*b,*b,*b,*b,*b,*b]\n",
+    "list-root": b"- a\n- b\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_LOCKS))
+@pytest.mark.parametrize("command", ["show", "verify", "pull"])
+def test_pull_show_verify_on_a_hostile_dvc_lock(scratch: Path, capsys, kind: str, command: str) -> None:
+    (scratch / "dvc.lock").write_bytes(HOSTILE_LOCKS[kind])
+    argv = [command, MODEL, "--root", str(scratch)]
+    code, output = _run(capsys, *argv)
+    assert "Traceback" not in output
+    if kind == "list-root":  # valid YAML of the wrong shape: no outputs recorded (pull/verify fail, show works)
+        assert code in (0, 1), output
+        return
+    assert code == 2, output
+    assert "dvc.lock" in output and "git checkout dvc.lock" in output
+    assert len(output) < 2_000  # the message never formats an expanded value
+
+
+def test_pull_on_a_non_utf8_dvc_config_is_a_clear_error(scratch: Path, capsys) -> None:
+    (scratch / ".dvc" / "config").write_bytes(b"[core]\n    remote = caf\xe9\n")
+    code, output = _run(capsys, "pull", MODEL, "--root", str(scratch))
+    assert code == 2, output
+    assert "config" in output and "not UTF-8" in output and "Traceback" not in output
+
+
+@pytest.mark.parametrize("metrics", [b"{}", b"[]", b'{"weights": []}', b'{"sizes": {"fp32": "x"}, "latency": 5}',
+                                     b"\xff", b"{" * 5000])
+def test_show_on_a_hostile_metrics_json(scratch: Path, capsys, metrics: bytes) -> None:
+    (scratch / "models" / MODEL / "metrics.json").write_bytes(metrics)
+    for argv in (["show", MODEL, "--root", str(scratch)], ["show", MODEL, "--root", str(scratch), "--json"]):
+        code, output = _run(capsys, *argv)
+        assert code in (0, 1) and "Traceback" not in output, output
+    if metrics == b"{}":
+        assert code == 0
+
+
+def test_catalog_text_never_reaches_the_terminal_raw(scratch: Path, capsys) -> None:
+    """A description and family carrying a screen-clearing escape and a bidi override: ``list`` and ``show``
+    print them escaped (JSON escapes them by itself)."""
+    text = (scratch / "artifacts.yaml").read_text()
+    start = text.index("name: DigitsConvNet\n")
+    family = text.index("family: ", start)
+    end = text.index("\n", family)
+    text = text[:family] + 'family: "Digits\\e[2J\\u202eevil"' + text[end:]
+    (scratch / "artifacts.yaml").write_text(text)
+    for argv in (["show", MODEL], ["list"], ["show", MODEL, "--json"], ["list", "--json"]):
+        code, output = _run(capsys, *argv, "--root", str(scratch))
+        assert code == 0, output
+        assert "\x1b" not in output and "\u202e" not in output, output
+    code, output = _run(capsys, "show", MODEL, "--root", str(scratch))
+    assert "\\x1b[2J" in output  # escaped, still readable
