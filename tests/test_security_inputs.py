@@ -98,3 +98,31 @@ def test_catalog_text_never_reaches_the_terminal_raw(scratch: Path, capsys) -> N
         assert "\x1b" not in output and "\u202e" not in output, output
     code, output = _run(capsys, "show", MODEL, "--root", str(scratch))
     assert "\\x1b[2J" in output  # escaped, still readable
+
+
+def test_a_remote_password_is_never_printed(scratch: Path, capsys, tmp_path: Path) -> None:
+    """An http remote ``https://user:password@host/...`` that fails: the CLI error, the library error and the
+    log show ``***@`` instead; nothing listens on the port, so the transfer itself fails for real."""
+    import logging
+    import socket
+
+    from furiosa.artifacts.errors import ArtifactsError
+    from furiosa.artifacts.storage import resolve_binary
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (scratch / ".dvc" / "config").write_text(
+        f"[core]\n    remote = web\n['remote \"web\"']\n    url = http://alice:hunter2-s3cret@127.0.0.1:{port}/store\n")
+    code, output = _run(capsys, "pull", MODEL, "--root", str(scratch), "--retries", "0")
+    assert code == 1 and "hunter2" not in output and "***@127.0.0.1" in output, output
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("furiosa").addHandler(handler)
+    try:
+        with pytest.raises(ArtifactsError) as info:
+            resolve_binary(scratch, f"models/{MODEL}/int8.onnx", progress=False, retries=1, backoff=0.01)
+    finally:
+        logging.getLogger("furiosa").removeHandler(handler)
+    assert "hunter2" not in str(info.value) and "hunter2" not in "\n".join(records)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from furiosa.artifacts.catalog._yaml import printable, printable_lines
+from furiosa.artifacts.storage.remote import redact
 from furiosa.artifacts.errors import ArtifactsError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -47,9 +48,9 @@ def exit_code(exc: BaseException) -> int:
 
 def _fail(message: str, as_json: bool, code: int = 1) -> int:
     if as_json:
-        print(json.dumps({"ok": False, "error": printable(message)}, indent=2))
+        print(json.dumps({"ok": False, "error": printable(redact(message))}, indent=2))
     else:
-        print(f"error: {printable(message)}", file=sys.stderr)
+        print(f"error: {printable(redact(message))}", file=sys.stderr)
     return code
 
 

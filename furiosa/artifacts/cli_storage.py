@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from furiosa.artifacts.catalog._yaml import printable
+from furiosa.artifacts.storage.remote import redact
 from furiosa.artifacts.errors import ArtifactsError, UnreadableFileError
 from furiosa.artifacts.storage.resolver import DEFAULT_JOBS
 
@@ -27,9 +28,9 @@ def exit_code(exc: BaseException) -> int:
 
 def _fail(message: str, as_json: bool, code: int = EXIT_FAILED) -> int:
     if as_json:
-        print(json.dumps({"ok": False, "error": printable(message), "resolved": [], "failed": []}, indent=2))
+        print(json.dumps({"ok": False, "error": printable(redact(message)), "resolved": [], "failed": []}, indent=2))
     else:
-        print(f"error: {printable(message)}", file=sys.stderr)
+        print(f"error: {printable(redact(message))}", file=sys.stderr)
     return code
 
 

@@ -38,15 +38,27 @@ class Remote:
         return dict(self.options).get(key, default)
 
     def describe(self) -> str:
-        """``remote 'NAME' (URL[, endpoint ...])`` for messages; never shows secrets."""
+        """``remote 'NAME' (URL[, endpoint ...])`` for messages; never shows secrets (userinfo redacted)."""
         endpoint = self.option("endpointurl")
-        return f"remote {self.name!r} ({self.url}" + (f", endpoint {endpoint}" if endpoint else "") + ")"
+        return redact(f"remote {self.name!r} ({self.url}" + (f", endpoint {endpoint}" if endpoint else "") + ")")
 
     def location(self, key: str) -> str:
-        """Where the object with this key lives, as a URL or path a user can look at."""
+        """Where the object with this key lives, as a URL or path a user can look at (password redacted)."""
         if self.kind == "local":
             return str(self.path / key)  # type: ignore[operator]
+        return redact(self.object_url(key))
+
+    def object_url(self, key: str) -> str:
+        """The object's URL as configured, credentials included: for the transfer only, never for messages."""
         return self.url.rstrip("/") + "/" + key
+
+
+def redact(text: str) -> str:
+    """``text`` with the ``user:password@`` of every URL in it replaced by ``***@``."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 
 
 def _unquote(value: str) -> str:
