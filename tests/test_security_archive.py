@@ -147,3 +147,49 @@ def test_an_internal_symlink_still_works(tmp_path: Path) -> None:
         _add(tar, "top", kind=tarfile.SYMTYPE, link="model")
     out = safe_extract(archive, tmp_path / "out")
     assert (out / "top" / "latest.pb").read_bytes() == b"graph"
+
+
+def test_temporaries_of_a_killed_process_are_swept_by_the_next_write(tmp_path: Path) -> None:
+    """A process SIGKILLed while writing a temporary sibling (cache insert, atomic copy) or an extraction's
+    staging directory leaves it behind; the next write to the same name removes it (its pid is dead),
+    while a live process's temporary is left alone."""
+    import signal
+    import subprocess
+    import sys
+
+    from furiosa.artifacts.sources import _fs
+
+    final, dest = tmp_path / "cache" / "blob", tmp_path / "out" / "model"
+    script = f"""
+import os, signal, tempfile
+from pathlib import Path
+from furiosa.artifacts.sources import _fs
+final, dest = Path({str(final)!r}), Path({str(dest)!r})
+dest.parent.mkdir(parents=True)
+staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=_fs.sibling_prefix(dest), suffix=_fs.INCOMPLETE_SUFFIX))
+(staging / "half.bin").write_bytes(b"y" * (1 << 20))
+with _fs.temporary_sibling(final) as tmp:
+    with open(tmp, "wb") as fh:
+        fh.write(b"x" * (8 << 20))
+        fh.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    leaked = list(final.parent.glob(".blob.*.incomplete")) + list(dest.parent.glob(".model.*.incomplete"))
+    assert len(leaked) == 2 and sum(f.stat().st_size for f in final.parent.iterdir()) == 8 << 20
+    live = final.parent / f".blob.{os.getpid()}.keepme.incomplete"  # this (live) process's: not touched
+    live.write_bytes(b"mine")
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"data")
+    _fs.atomic_copy(src, final)
+    assert final.read_bytes() == b"data"
+    assert sorted(p.name for p in final.parent.iterdir()) == sorted(["blob", live.name])
+
+    archive = tmp_path / "ok.tar"
+    with tarfile.open(archive, "w") as tar:
+        _add(tar, "graph.pb", data=b"graph")
+    safe_extract(archive, dest)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["model"]

@@ -200,13 +200,15 @@ def write_dvc_artifacts(root: Path) -> List[Path]:
         gto.write_text(GTO_CONFIG_TEXT, "utf-8")
         changed.append(gto)
     else:
-        problems = _gto_config_problems(root)
+        problems = gto_config_problems(root)
         if problems:
             raise CatalogError("; ".join(f"{where}: {message}" for where, message in problems))
     return changed
 
 
-def _gto_config_problems(root: Path) -> List[Tuple[str, str]]:
+def gto_config_problems(root: Path) -> List[Tuple[str, str]]:
+    """What is wrong with ``root/.gto`` (missing, unreadable, INDEX pointing at the catalog ...), as
+    ``(location, message)`` pairs; never raises for a hostile file."""
     path = root / GTO_CONFIG
     fix = "create it with `furiosa-artifacts dvc-artifacts`"
     if not path.is_file():
@@ -285,4 +287,4 @@ def check_dvc_artifacts(root: Path) -> List[Tuple[str, str]]:
             hint += f"; DVC names must match {DVC_NAME_PATTERN.pattern}"
         problems.append((where, f"extra artifact '{name}' stands for no catalog model built by the pipeline"
                          f"{hint}; {fix}"))
-    return problems + _gto_config_problems(root)
+    return problems + gto_config_problems(root)

@@ -214,7 +214,8 @@ def safe_extract(tar_path: Path, dest: Path, *, max_members: int = MAX_MEMBERS,
     with _open(tar_path) as tar:
         members = _checked_members(tar, tar_path, max_members, max_bytes)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=_fs.INCOMPLETE_SUFFIX))
+        _fs.sweep_stale_siblings(dest)  # staging directories of extractions that were killed
+        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=_fs.sibling_prefix(dest), suffix=_fs.INCOMPLETE_SUFFIX))
         try:
             _write_tree(tar, members, staging, tar_path)
             os.chmod(staging, 0o755)
