@@ -126,3 +126,23 @@ def test_a_remote_password_is_never_printed(scratch: Path, capsys, tmp_path: Pat
     finally:
         logging.getLogger("furiosa").removeHandler(handler)
     assert "hunter2" not in str(info.value) and "hunter2" not in "\n".join(records)
+
+
+def test_show_and_verify_never_follow_a_workspace_symlink_out_of_the_repository(scratch: Path, capsys,
+                                                                               tmp_path: Path) -> None:
+    """No dvc.lock (nothing pins the files): ``models/<name>/int8.onnx`` and ``metrics.json`` are symlinks to
+    files outside the repository. Neither command reads them (the outside metrics' marker never shows up)."""
+    (scratch / "dvc.lock").unlink()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "metrics.json").write_text(json.dumps({"weights": {"source": "OUTSIDE-MARKER"}}))
+    (outside / "secret.onnx").write_bytes(b"\x08\x07OUTSIDE-MARKER")
+    model_dir = scratch / "models" / MODEL
+    (model_dir / "metrics.json").unlink()
+    (model_dir / "metrics.json").symlink_to(outside / "metrics.json")
+    (model_dir / "int8.onnx").symlink_to(outside / "secret.onnx")
+    code, output = _run(capsys, "show", MODEL, "--root", str(scratch), "--json")
+    assert code == 1 and "outside the repository" in output and "OUTSIDE-MARKER" not in output, output
+    code, output = _run(capsys, "verify", MODEL, "--root", str(scratch), "--json")
+    assert code == 1 and "OUTSIDE-MARKER" not in output and "outside the repository" in output, output
+    assert "Traceback" not in output

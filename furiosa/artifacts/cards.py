@@ -104,7 +104,11 @@ def read_metrics(root: Path, name: str) -> Optional[Dict[str, Any]]:
     Raises:
         SpecError: the file exists but is not a JSON object (rebuild it or `dvc checkout` it).
     """
-    path = Path(root) / metrics_relpath(name)
+    from furiosa.artifacts.storage.lockfile import contained_file
+
+    path = contained_file(root, metrics_relpath(name), what="metrics file")
+    if path is None:
+        return None
     try:
         data = json.loads(path.read_text("utf-8"))
     except FileNotFoundError:
@@ -270,9 +274,11 @@ def model_facts(root: Path, name: str, *, onnx_tensors: bool = True) -> Dict[str
                 for out in sorted((outputs or {}).values(), key=lambda o: o.path) if out.path.startswith(prefix)]
     tensors = _spec_tensors(spec)
     if onnx_tensors:
+        from furiosa.artifacts.storage.lockfile import contained_file
+
         for precision in PRECISIONS:
-            path = root / binary_relpath(name, precision)
-            if path.is_file():
+            path = contained_file(root, binary_relpath(name, precision), what="binary")
+            if path is not None:
                 tensors = {"from": binary_relpath(name, precision), **_onnx_tensors(path)}
                 break
     built_from = ((metrics or {}).get("weights") or {}).get("source")

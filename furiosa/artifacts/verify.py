@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from furiosa.artifacts.cards import code_entry, read_metrics, read_model_spec
 from furiosa.artifacts.catalog.entries import read_entries
-from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError, LockFileError
+from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError, LockFileError, UnsafePathError
 from furiosa.artifacts.layout import PRECISIONS, binary_relpath, metrics_relpath, model_dir
 
 __all__ = ["ModelReport", "Problem", "built_models", "reports_json", "verify_model", "verify_models"]
@@ -197,7 +197,7 @@ def verify_model(root: Path, name: str, *, outputs: Any = _READ_LOCK) -> ModelRe
         SpecError, CatalogReadError: specs.yaml or the catalog cannot be read.
     """
     from furiosa.artifacts.errors import SpecError
-    from furiosa.artifacts.storage.lockfile import read_outputs
+    from furiosa.artifacts.storage.lockfile import contained_file, read_outputs
 
     root = Path(root)
     entry, _ = code_entry(read_entries(root, validate=False), name)
@@ -212,8 +212,15 @@ def verify_model(root: Path, name: str, *, outputs: Any = _READ_LOCK) -> ModelRe
             outputs = None
     _check_lock(root, name, outputs, report)
     spec = read_model_spec(root, name)
-    present = {p: root / binary_relpath(name, p) for p in ("fp32", "int8")}
-    present = {p: path for p, path in present.items() if path.is_file()}
+    present = {}
+    for precision in ("fp32", "int8"):
+        try:
+            path = contained_file(root, binary_relpath(name, precision), what="binary")
+        except UnsafePathError as exc:  # a workspace symlink out of the repository: never read it
+            report.problems.append(Problem(name, binary_relpath(name, precision), "missing", str(exc)))
+            continue
+        if path is not None:
+            present[precision] = path
     if not present:
         report.problems.append(Problem(name, model_dir(name), "missing", "no ONNX binary of this model in the "
                                        "workspace: run `furiosa-artifacts pull` or `furiosa-artifacts build`"))
@@ -225,7 +232,7 @@ def verify_model(root: Path, name: str, *, outputs: Any = _READ_LOCK) -> ModelRe
             _check_tensors(model, spec, binary_relpath(name, precision), name, report)
     try:
         metrics = read_metrics(root, name)
-    except SpecError as exc:
+    except (SpecError, UnsafePathError) as exc:
         report.problems.append(Problem(name, metrics_relpath(name), "metrics", str(exc)))
         return report
     if metrics is None:

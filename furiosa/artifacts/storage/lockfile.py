@@ -48,6 +48,30 @@ def object_key(md5: str, *, is_dir: bool = False, legacy: bool = False) -> str:
     return key if legacy else f"files/md5/{key}"
 
 
+def contained_file(root: Path, relpath: str, *, what: str = "file") -> Path | None:
+    """``root/relpath`` when it is a regular file whose real path stays inside ``root`` (or its DVC cache, for
+    DVC's symlink/hardlink cache types); None when there is no such file. For readers that do not go
+    through dvc.lock (``show``, ``verify``), so a workspace symlink never leads them out of the repository.
+
+    Raises:
+        UnsafePathError: the path resolves outside (through a symlink).
+    """
+    path = Path(root) / relpath
+    try:
+        if not path.is_file():
+            return None
+    except (OSError, ValueError):
+        return None
+    from furiosa.artifacts.errors import ArtifactsError
+    from furiosa.artifacts.storage.remote import dvc_cache_dir
+
+    try:
+        inside = [dvc_cache_dir(root)]
+    except (ArtifactsError, OSError, ValueError):
+        inside = []
+    return Path(root) / safe_relpath(root, relpath, what=what, inside=inside)
+
+
 def safe_relpath(root: Path, relpath: str, *, what: str = "path", inside: Iterable[Path] = ()) -> str:
     """``relpath`` as a clean POSIX path that stays inside ``root``.
 
