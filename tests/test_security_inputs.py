@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from furiosa.artifacts.cli import main
+from furiosa.artifacts.errors import UnsafePathError
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = Path(__file__).resolve().parent / "fuzz_seeds"
@@ -146,3 +147,27 @@ def test_show_and_verify_never_follow_a_workspace_symlink_out_of_the_repository(
     code, output = _run(capsys, "verify", MODEL, "--root", str(scratch), "--json")
     assert code == 1 and "OUTSIDE-MARKER" not in output and "outside the repository" in output, output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink"])
+def test_the_0_9_descriptor_never_reads_a_location_outside_the_repository(tmp_path: Path, how: str) -> None:
+    """furiosa-registry 0.9's entry points (root artifacts.py) read an onnx entry's ``location``: it is
+    checked like every other catalog path before a byte is read (no furiosa-registry needed to show it)."""
+    from furiosa.artifacts.catalog.entries import read_entries
+    from furiosa.artifacts.registries.furiosa_registry import _build
+
+    secret = tmp_path / "outside" / "secret.onnx"
+    secret.parent.mkdir()
+    secret.write_bytes(b"OUTSIDE")
+    root = tmp_path / "catalog"
+    (root / "models" / "X").mkdir(parents=True)
+    location = {"dotdot": "models/../../outside/secret.onnx", "absolute": str(secret),
+                "symlink": "models/X/int8.onnx"}[how]
+    if how == "symlink":
+        (root / "models" / "X" / "int8.onnx").symlink_to(secret)
+    (root / "artifacts.yaml").write_text(
+        "artifacts:\n  - name: X_INT8\n    family: X\n    version: '1.0'\n    format: onnx\n"
+        f"    location: {location}\n    metadata: {{description: x, publication: {{authors: [a]}}}}\n")
+    (entry,) = read_entries(root, validate=False)
+    with pytest.raises(UnsafePathError, match="location of catalog entry 'X_INT8'"):
+        _build(root, entry, None, None)

@@ -123,7 +123,10 @@ def _build(root: Path, entry: Artifact, version: Optional[str], precision: Optio
         model = load_from_repo(entry.name, precision=precision or "int8", version=entry.version, root=root)
         source, synthetic, precision = model.source, model.synthetic, model.precision
     else:
-        source = read_binary(root, entry.location)
+        from furiosa.artifacts.storage.lockfile import safe_relpath
+
+        # the catalog is data from anywhere: its location must stay inside the repository (symlinks followed)
+        source = read_binary(root, safe_relpath(root, entry.location, what=f"location of catalog entry {entry.name!r}"))
         model_name = Path(entry.location).parent.name
         synthetic, precision = is_synthetic(root, model_name), Path(entry.location).stem
     fmt = "onnx" if entry.format == "code" else entry.format
