@@ -113,8 +113,8 @@ def read_metrics(root: Path, name: str) -> Optional[Dict[str, Any]]:
         data = json.loads(path.read_text("utf-8"))
     except FileNotFoundError:
         return None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: not valid JSON ({exc}): restore it with `dvc checkout` or rebuild") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: "[[[[..." nesting
+        raise SpecError(f"{path}: not valid JSON ({str(exc)[:200]}): restore it with `dvc checkout` or rebuild") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data

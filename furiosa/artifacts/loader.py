@@ -103,7 +103,7 @@ def is_synthetic(root: Path, name: str) -> bool:
     path = Path(root) / metrics_relpath(name)
     try:
         metrics = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(metrics, dict) and isinstance(metrics.get("weights"), dict) and (
         metrics["weights"].get("source") == "synthetic")

@@ -303,6 +303,6 @@ def unbuilt_binaries(path: Path) -> List[str]:
     except (OSError, CatalogReadError):
         return []
     entries = data.get("artifacts") if isinstance(data, dict) else None
-    return [e["location"] for e in entries or [] if isinstance(e, dict) and e.get("format") in ("onnx", "tflite")
+    return [e["location"] for e in (entries if isinstance(entries, list) else []) if isinstance(e, dict) and e.get("format") in ("onnx", "tflite")
             and isinstance(e.get("location"), str) and _safe_relative(path.parent, e["location"]) is None
             and not _is_file(path.parent / e["location"])]

@@ -300,7 +300,7 @@ def synthetic_build(resolver: _Resolver, lock_text: str, model: str) -> bool:
     try:
         metrics = json.loads(resolver.resolve(metrics_relpath(model)).path.read_text("utf-8"))
         return (metrics.get("weights") or {}).get("source") == "synthetic"
-    except (ArtifactsError, OSError, ValueError):
+    except (ArtifactsError, OSError, ValueError, RecursionError):
         pass
     try:
         stage = (parse_yaml(lock_text, source="dvc.lock") or {}).get("stages", {}).get(f"weights@{model}") or {}

@@ -134,7 +134,7 @@ class _Resolver:
                                 workspace=False)
         try:
             entries = json.loads(manifest.path.read_text("utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise ChecksumError(f"{manifest.path}: unreadable directory manifest of {parent.path}: {exc}") from None
         for entry in entries if isinstance(entries, list) else []:
             if isinstance(entry, dict) and entry.get("relpath") == member and entry.get("md5"):
