@@ -46,7 +46,8 @@ HOSTILE_LOCKS = {
     "bad-date": b"schema: '2.0'\nstages:\n  weights@DigitsConvNet:\n    cmd: x\n    when: 2020-13-45\n",
     "feb-30": b"schema: '2.0'\nstages: {a: {when: 2021-02-30 10:00:00}}\n",
     "non-utf8": b"schema: '2.0'\nstages:\n  a:\n    cmd: \xff\xfe\x80 caf\xe9\n",
-    "alias-bomb": b"a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: [*b,*b,*b,*b,*b,*b,*b,*b]\n",
+    "alias-bomb": ("a0: &a0 [x,x,x,x,x,x,x,x,x]\n" + "".join(  # "billion laughs": 9^9 nodes once expanded
+        f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9))).encode(),
     "list-root": b"- a\n- b\n",
 }
 

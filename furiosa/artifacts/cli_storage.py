@@ -26,11 +26,17 @@ def exit_code(exc: BaseException) -> int:
     return EXIT_USAGE if isinstance(exc, UnreadableFileError) else EXIT_FAILED
 
 
+def _bounded(message: str, limit: int = 4000) -> str:
+    """``message`` cut at ``limit`` characters: an error never floods the terminal with a hostile value."""
+    return message if len(message) <= limit else f"{message[:limit]}... ({len(message) - limit} more characters)"
+
+
 def _fail(message: str, as_json: bool, code: int = EXIT_FAILED) -> int:
+    message = _bounded(redact(message))
     if as_json:
-        print(json.dumps({"ok": False, "error": printable(redact(message)), "resolved": [], "failed": []}, indent=2))
+        print(json.dumps({"ok": False, "error": printable(message), "resolved": [], "failed": []}, indent=2))
     else:
-        print(f"error: {printable(redact(message))}", file=sys.stderr)
+        print(f"error: {printable(message)}", file=sys.stderr)
     return code
 
 

@@ -329,6 +329,8 @@ def read_specs(path: Union[str, Path]) -> dict[str, ModelSpec]:
     path = Path(path)
     try:
         data = read_yaml(path, error=SpecError)
+    except SpecError as exc:
+        raise SpecError(f"cannot read model specs: {exc}") from None
     except OSError as exc:
         raise SpecError(f"{path}: cannot read model specs: {exc.strerror or exc}") from None
     if not isinstance(data, dict) or not data:
