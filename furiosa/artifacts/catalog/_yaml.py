@@ -8,7 +8,6 @@ message starts with ``file:line:column:``.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Tuple
