@@ -101,6 +101,42 @@ def classify(logits: np.ndarray, spec: ModelSpec, *, top_k: Optional[int] = None
 FROM_SPEC = "spec"  # max_detections default: the spec's value
 
 
+def _checked_anchors(loc: np.ndarray, conf: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    post = spec.postprocess
+    if post.anchors is None or post.box_coder is None:
+        raise SpecError(f"{spec.name}: the spec has no anchors/box_coder: not a detection model")
+    anchors = generate_anchors(post.anchors)
+    n, a = loc.shape[0] if loc.ndim == 3 else -1, len(anchors)
+    if loc.shape != (n, a, 4) or conf.shape != (n, a, spec.num_classes):
+        raise SpecError(f"{spec.name}: expected loc (N, {a}, 4) and conf (N, {a}, {spec.num_classes}), "
+                        f"got {loc.shape} and {conf.shape}")
+    return anchors
+
+
+def detect_arrays(loc: np.ndarray, conf: np.ndarray, spec: ModelSpec, *,
+                  max_detections: Union[int, None, str] = FROM_SPEC,
+                  ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Raw SSD heads loc (N, A, 4), conf (N, A, C) -> per image (boxes (K, 4) ``x1, y1, x2, y2`` normalised to
+    the network input, scores (K,), class indices (K,)), best score first; no Python object per box.
+
+    Raises SpecError when the shapes do not match the spec's anchors and classes.
+    """
+    post = spec.postprocess
+    loc = np.asarray(loc, dtype=np.float32)
+    conf = np.asarray(conf, dtype=np.float32)
+    anchors = _checked_anchors(loc, conf, spec)
+    cap = post.max_detections if max_detections == FROM_SPEC else max_detections
+    boxes = decode(loc, anchors, post.box_coder)
+    results = []
+    for b in range(len(loc)):
+        anchor_idx, class_idx, kept_scores = multiclass_nms(
+            boxes[b], _scores(conf[b], post.score), score_threshold=post.score_threshold,
+            iou_threshold=post.nms_iou, eps=post.nms_eps, clamped=post.nms_iou_mode == "clamped",
+            suppress_ge=post.nms_suppress_ge, per_class_top_k=post.per_class_top_k, max_detections=cap)
+        results.append((boxes[b][anchor_idx], kept_scores, class_idx))
+    return results
+
+
 def detect(loc: np.ndarray, conf: np.ndarray, contexts: Sequence[ImageContext], spec: ModelSpec, *,
            max_detections: Union[int, None, str] = FROM_SPEC) -> list[list[Detection]]:
     """Raw SSD heads loc (N, A, 4) and conf (N, A, C) -> per image detections in original pixels.
@@ -109,34 +145,20 @@ def detect(loc: np.ndarray, conf: np.ndarray, contexts: Sequence[ImageContext], 
 
     Raises SpecError when the shapes do not match the spec's anchors and classes or the number of contexts.
     """
-    post = spec.postprocess
-    if post.anchors is None or post.box_coder is None:
-        raise SpecError(f"{spec.name}: the spec has no anchors/box_coder: not a detection model")
-    anchors = generate_anchors(post.anchors)
     loc = np.asarray(loc, dtype=np.float32)
     conf = np.asarray(conf, dtype=np.float32)
-    n, a = loc.shape[0] if loc.ndim == 3 else -1, len(anchors)
-    if loc.shape != (n, a, 4) or conf.shape != (n, a, spec.num_classes):
-        raise SpecError(f"{spec.name}: expected loc (N, {a}, 4) and conf (N, {a}, {spec.num_classes}), "
-                        f"got {loc.shape} and {conf.shape}")
-    if len(contexts) != n:
-        raise SpecError(f"{spec.name}: {n} images in the outputs but {len(contexts)} contexts")
+    _checked_anchors(loc, conf, spec)
+    if len(contexts) != len(loc):
+        raise SpecError(f"{spec.name}: {len(loc)} images in the outputs but {len(contexts)} contexts")
     labels = label_set(spec.labels)
-    cap = post.max_detections if max_detections == FROM_SPEC else max_detections
-    boxes = decode(loc, anchors, post.box_coder)
     results = []
-    for b in range(n):
-        scores = _scores(conf[b], post.score)
-        anchor_idx, class_idx, kept_scores = multiclass_nms(
-            boxes[b], scores, score_threshold=post.score_threshold, iou_threshold=post.nms_iou,
-            eps=post.nms_eps, clamped=post.nms_iou_mode == "clamped", suppress_ge=post.nms_suppress_ge,
-            per_class_top_k=post.per_class_top_k, max_detections=cap)
-        pixels = contexts[b].to_original(boxes[b][anchor_idx])
+    for context, (boxes, scores, classes) in zip(contexts, detect_arrays(loc, conf, spec,
+                                                                          max_detections=max_detections)):
+        label_ids = (classes + spec.label_offset).tolist()
         results.append([
-            Detection(box=tuple(float(v) for v in box), score=float(score),
-                      category_id=labels.category_ids[int(cls) + spec.label_offset],
-                      category_name=labels.names[int(cls) + spec.label_offset])
-            for box, score, cls in zip(pixels, kept_scores, class_idx)])
+            Detection(box=tuple(box), score=score, category_id=labels.category_ids[label],
+                      category_name=labels.names[label])
+            for box, score, label in zip(context.to_original(boxes).tolist(), scores.tolist(), label_ids)])
     return results
 
 
