@@ -119,10 +119,14 @@ def _run(path: Path, tensor: np.ndarray, *, threads: int, batch: int = 8) -> Dic
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
+AGREEMENT_MAX_DETECTIONS = 100  # COCOeval maxDets: the int8-vs-fp32 agreement compares the best 100 per image
+
+
 def _detections(outputs: Dict[str, np.ndarray], contexts: List[Any], spec: Any) -> List[np.ndarray]:
     from furiosa.artifacts.vision.postprocess import postprocess
 
-    per_image = postprocess(outputs, contexts, spec)
+    cap = spec.postprocess.max_detections or AGREEMENT_MAX_DETECTIONS  # uncapped specs: the IoU matrix stays small
+    per_image = postprocess(outputs, contexts, spec, max_detections=cap)
     return [np.array([[*d.box, d.score, d.category_id] for d in dets], dtype=np.float64).reshape(-1, 6)
             for dets in per_image]
 
