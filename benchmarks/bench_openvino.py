@@ -48,7 +48,8 @@ LARGE_BATCH = {"MLCommonsSSDResNet34": 2}
 INT8_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul", "QLinearConcat",
             "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearSigmoid", "QLinearLeakyRelu",
             "QLinearSoftmax", "QLinearReduceMean", "QLinearWhere", "MatMulInteger", "ConvInteger",
-            "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QuantizeLinear", "DequantizeLinear", "MaxPool"}
+            "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QuantizeLinear", "DequantizeLinear", "MaxPool",
+            "NhwcMaxPool"}  # NhwcMaxPool: the uint8 max pool ORT makes of DQ -> MaxPool -> Q
 SHAPE_OPS = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", "Gather", "Concat",
              "Slice", "Constant", "ReorderInput", "ReorderOutput", "Pad"}
 TRIED = ("QDQ with QuantizeBias false (ORT quantizes biases at fusion), per-channel int8 weights (QInt8) with "
