@@ -184,15 +184,16 @@ def bench_nms(names: list[str], *, repeats: int = 5, with_oracle: bool = True) -
         h, w = spec.input.size
         context = [ImageContext(original_size=(480, 640), resized_size=(h, w), crop_offset=(0, 0), input_size=(h, w))]
         detect_arrays(loc, conf, spec)
-        times = []
+        times, cpu = [], []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             ((boxes, _, _),) = detect_arrays(loc, conf, spec)
+            cpu.append((time.process_time() - start_cpu) * 1e3)
             times.append((time.perf_counter() - start) * 1e3)
         start = time.perf_counter()
         detect(loc, conf, context, spec)
         objects_ms = (time.perf_counter() - start) * 1e3
-        row = {"median_ms": round(statistics.median(times), 1), "detections": len(boxes),
+        row = {"median_ms": round(statistics.median(times), 1), "cpu_ms": round(min(cpu), 1), "detections": len(boxes),
                "candidates": int(_candidates(conf, spec)), "with_detection_objects_ms": round(objects_ms, 1)}
         if with_oracle:
             row["old_loop_ms"] = round(_oracle_ms(loc, conf, spec), 1)
@@ -252,7 +253,8 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append("")
             lines.append(f"SSD decode + NMS worst case on {cpu} (every anchor over the threshold; target <= {limit} "
                          "ms per image): " + "; ".join(
-                             f"{n} {r['median_ms']} ms for {r['candidates']} candidates, {r['detections']} kept "
+                             f"{n} {r.get('cpu_ms', '?')} ms process CPU time (best of 5; wall median "
+                             f"{r['median_ms']} ms) for {r['candidates']} candidates, {r['detections']} kept "
                              f"({r['with_detection_objects_ms']:.0f} ms with Detection objects)"
                              + (f" (old per-class loop: {r['old_loop_ms']:.0f} ms)" if "old_loop_ms" in r else "")
                              for n, r in nms.items()) + ".")
@@ -286,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", help="comma-separated catalog names (default: every model with targets)")
     parser.add_argument("--pairs", type=int, default=12, help="measurement rounds at batch 1 (default 12)")
     parser.add_argument("--skip-nms", action="store_true")
+    parser.add_argument("--nms-only", action="store_true", help="rerun only the NMS worst case of this ISA's run")
     parser.add_argument("--write-readme", action="store_true", help="regenerate the README table")
     parser.add_argument("--readme-only", action="store_true", help="README table from the existing json")
     args = parser.parse_args(argv)
@@ -307,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
                "targets": {"int8_latency_ratio_max": targets["int8_latency_ratio_max"][key],
                            "int8_vs_openvino_int8_max": targets["int8_vs_openvino_int8_max"],
                            "nms_worst_case_ms_max": targets["nms_worst_case_ms_max"]}}
+        if args.nms_only:
+            run = results["runs"][key]
+            names = []
         for name in names:
             print(f"[openvino] {name} ...", flush=True)
             run["models"][name] = bench_model(name, threads=threads, pairs=args.pairs)
@@ -315,7 +321,10 @@ def main(argv: list[str] | None = None) -> int:
             print("[nms] worst case ...", flush=True)
             run["nms"] = bench_nms(["MLCommonsSSDMobileNet", "MLCommonsSSDResNet34"])
             print(json.dumps(run["nms"]), flush=True)
-        run["load_average"] = load + [os.getloadavg()[0]]
+        if args.nms_only:
+            run["nms_load_average"] = load + [os.getloadavg()[0]]
+        else:
+            run["load_average"] = load + [os.getloadavg()[0]]
         results["runs"][key] = run
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         tmp = RESULTS.with_suffix(".json.tmp")
