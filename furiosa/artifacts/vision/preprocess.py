@@ -273,9 +273,9 @@ def preprocess(images: Images, spec: Union[ModelSpec, str], *, array_order: str 
     ``threads``: images decoded and resized in parallel (Pillow and OpenCV release the GIL); default one per
     CPU, at most one per image. The result is bit-identical to the reference whatever the threads.
     ``fast=True`` trades exactness for speed: for classifiers, JPEG files decode at a reduced DCT scale when
-    one fits (Pillow draft mode, never below the network input size), and the resize runs in OpenCV on uint8 (area averaging
-    when shrinking, for the Pillow-backend models; uint8 instead of float32 for the cv2-backend ones); pixels
-    then deviate from the reference (measured: docs/performance.md), so never use it for accuracy scoring.
+    one fits (Pillow draft mode, never below the network input size), and the resize runs in OpenCV on uint8
+    (area averaging when shrinking, for the Pillow-backend models; uint8 instead of float32 for the cv2-backend
+    ones); pixels then deviate from the reference (measured: docs/performance.md), so never use it for accuracy scoring.
     Raises ImageError for unreadable files, unsupported types, dtypes, ranks, channel counts or zero-size
     images; ModelNotFoundError for an unknown spec name.
     """
