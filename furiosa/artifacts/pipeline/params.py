@@ -11,6 +11,10 @@ import yaml
 from furiosa.artifacts.errors import SpecError
 
 PARAMS_FILE = "params.yaml"
+#: Untracked (git-ignored) per-workspace overrides beside params.yaml: only ``base.weights``. Written by
+#: ``furiosa-artifacts build`` so that ``--weights synthetic`` never rewrites the tracked params.yaml; dvc.yaml
+#: lists it as a parameter file of the weights stage, so ``dvc status`` sees a change of mode.
+LOCAL_PARAMS_FILE = "params.local.yaml"
 WEIGHT_MODES = ("official", "synthetic")
 MODEL_KEYS = {"network", "source", "export", "calibration", "quantization", "evaluation", "gates"}
 BASE_KEYS = {"seed", "weights", "latency"}
@@ -121,5 +125,27 @@ def load_params(path: Path) -> Params:
             calibration=_data(f"{where}.calibration", m["calibration"]), quantization=dict(m["quantization"]),
             evaluation=_data(f"{where}.evaluation", m["evaluation"]), gates=dict(m["gates"] or {}),
         )
+    weights = read_local_weights(path.parent / LOCAL_PARAMS_FILE) or base["weights"]
     return Params(path=path, seed=_positive_int(f"{path}: base.seed", base["seed"], minimum=0),
-                  weights=base["weights"], latency=latency, samples=samples, models=models)
+                  weights=weights, latency=latency, samples=samples, models=models)
+
+
+def read_local_weights(path: Path) -> str | None:
+    """``base.weights`` from the override file ``path`` (None when the file does not exist).
+
+    Raises:
+        SpecError: the file is not YAML, holds anything but ``base.weights``, or an unknown mode.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, yaml.YAMLError) as exc:
+        raise SpecError(f"{path}: cannot read the local overrides: {exc}; delete it or rewrite it with "
+                        "`furiosa-artifacts build --weights official|synthetic`") from None
+    top = _keys(f"{path}", raw, {"base"})
+    base = _keys(f"{path}: base", top["base"], {"weights"})
+    if base["weights"] not in WEIGHT_MODES:
+        raise SpecError(f"{path}: base.weights: {base['weights']!r} is not one of {', '.join(WEIGHT_MODES)}")
+    return base["weights"]
