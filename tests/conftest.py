@@ -25,8 +25,7 @@ def repo_files(root: Path = REPO_ROOT) -> List[str]:
 def copy_repo(dest: Path, *, extra: Iterable[str] = ()) -> Path:
     """Copy the repository's shippable files (plus ``extra`` relative paths) into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
-    # git-ignored build records of this workspace: its weight mode and its dvc.lock
-    local = [p for p in ("params.local.yaml", "dvc.lock") if (REPO_ROOT / p).is_file()]
+    local = [p for p in ("params.local.yaml",) if (REPO_ROOT / p).is_file()]  # this workspace's (ignored) build mode
     for rel in list(repo_files()) + local + list(extra):
         src = REPO_ROOT / rel
         target = dest / rel

@@ -103,7 +103,6 @@ def make_publisher(base: Path) -> tuple[Path, Dict[str, str]]:
     write_dvc_artifacts(repo)  # a no-op when this checkout's dvc.yaml is up to date (checked elsewhere)
     run(["git", "init", "-q", "-b", "main"], repo, env)
     run(["git", "add", "-A"], repo, env)
-    run(["git", "add", "-f", "dvc.lock"], repo, env)  # git-ignored on the development branch; a release commits it
     run(["git", "commit", "-q", "-m", "catalog with a built dvc.lock"], repo, env)
     origin = base / "origin.git"
     run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], base, env)
