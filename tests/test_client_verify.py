@@ -88,6 +88,8 @@ def test_every_problem_is_collected_before_exiting(digits_copy):
         ("models/DigitsConvNet/int8.onnx", "tensors"),
         ("models/DigitsConvNet/fp32.onnx", "file-size"),
         ("models/DigitsConvNet/int8.onnx", "file-size"),
+        ("models/DigitsConvNet/fp32.onnx", "provenance"),  # truncated: unreadable, so unknown
+        ("models/DigitsConvNet/int8.onnx", "provenance"),  # its fp32_md5 is not the truncated file's
     }, model["problems"]
     assert report["problems"] == len(model["problems"]) and report["ok"] is False
     tensors = next(p for p in model["problems"] if p["check"] == "tensors")
