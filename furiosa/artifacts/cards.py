@@ -33,7 +33,8 @@ SPECS_RELPATH = "furiosa/artifacts/vision/specs.yaml"
 LICENSE_NOTE = "see the publication/source (this catalog records no license for the weights)"
 # metrics.json keys that say how close int8 is to fp32 (or to the labels), in display order
 QUALITY_KEYS = ("top1_agreement", "top5_overlap", "fp32_accuracy", "int8_accuracy", "accuracy_drop",
-                "detection_f1", "detection_precision", "detection_recall", "mean_iou", "map_drop")
+                "detection_f1", "detection_precision", "detection_recall", "mean_iou", "map_drop",
+                "fp32_map", "fp32_map50", "int8_map", "int8_map50", "int8_map_ratio", "int8_map50_ratio")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # as the lint requires: safe inside models/<name>/
 PLOT_DPI = 100
 PLOT_SIZE = (7.0, 2.8)  # inches
