@@ -180,6 +180,7 @@ def _postprocess(spec: Any) -> Dict[str, Any]:
         out["top_k"] = post.top_k
     else:
         out.update(score_threshold=post.score_threshold, nms_iou=post.nms_iou, nms_eps=post.nms_eps,
+                   nms_iou_mode=post.nms_iou_mode, nms_suppress_ge=post.nms_suppress_ge,
                    per_class_top_k=post.per_class_top_k, max_detections=post.max_detections,
                    anchors={"kind": post.anchors.kind, "count": post.anchors.count},
                    box_coder={"anchor_format": post.box_coder.anchor_format, "code_order": post.box_coder.code_order,
@@ -300,6 +301,10 @@ def _ms(value: Optional[float]) -> str:
     if value is None:
         return "n/a"
     return f"{value:.3f} ms" if value < 10 else f"{value:.1f} ms"
+
+
+def _cap(max_detections: Optional[int]) -> str:
+    return "all detections" if max_detections is None else f"at most {max_detections} detections"
 
 
 def _mb(value: Optional[int]) -> str:
@@ -450,8 +455,10 @@ def _card(facts: Dict[str, Any]) -> str:
                   f"{post['box_coder']['anchor_format']} / {post['box_coder']['code_order']} scales "
                   f"{post['box_coder']['scales']}",
                   f"- {post['score']} scores over {post['num_classes']} classes (label set `{post['labels']}`); "
-                  f"per class score > {post['score_threshold']}, NMS IoU {post['nms_iou']}, at most "
-                  f"{post['max_detections']} detections per image; boxes x1, y1, x2, y2 in image pixels"]
+                  f"per class score > {post['score_threshold']}, NMS suppressing at IoU "
+                  f"{'>=' if post.get('nms_suppress_ge') else '>'} {post['nms_iou']} "
+                  f"({post.get('nms_iou_mode', 'clamped')} overlaps), {_cap(post['max_detections'])} per image; "
+                  "boxes x1, y1, x2, y2 in image pixels"]
     lines += ["", f"All run-time facts: `{SPECS_RELPATH}` (`{name}`).", ""]
     lines += _build_section(facts)
     lines += ["## Provenance", "", "Each step is built from the one before (DVC pipeline, `dvc.yaml`):", ""]

@@ -114,7 +114,8 @@ def load_params(path: Path) -> Params:
         raise SpecError(f"{path}: no such file (the pipeline's build recipe)") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: invalid YAML: {exc}") from None
-    top = _keys(f"{path}", raw, {"base", "samples", "models", "digits_detection"},
+    # benchmarks: targets read by benchmarks/ only (not build gates), optional
+    top = _keys(f"{path}", raw, {"base", "samples", "models", "digits_detection", "benchmarks"},
                 required={"base", "samples", "models"})
     base = _keys(f"{path}: base", top["base"], BASE_KEYS)
     if base["weights"] not in WEIGHT_MODES:

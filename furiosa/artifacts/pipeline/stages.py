@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -142,7 +142,6 @@ def quantize_stage(params: Params, name: str, *, fp32: Path, calibration: Path, 
     """Quantize the fp32 ONNX of ``name`` to int8 with the settings in params."""
     from furiosa.artifacts.build._io import atomic_write_text
     from furiosa.artifacts.build.quantize import QuantSettings, quantize_model
-
     from furiosa.artifacts.provenance import PREFIX, params_digest
     from furiosa.artifacts.provenance import read_provenance as binary_provenance
     from furiosa.artifacts.sources.cache import hash_file
@@ -177,8 +176,11 @@ def _run(path: Path, tensor: np.ndarray, *, threads: int, batch: int = 8) -> Dic
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def _detections(per_image: List[List[Any]]) -> List[np.ndarray]:
-    return [np.array([[*d.box, d.score, d.category_id] for d in dets], dtype=np.float64).reshape(-1, 6)
+AGREEMENT_MAX_DETECTIONS = 100  # COCOeval maxDets: uncapped specs compare their best 100 per image (small IoU matrix)
+
+
+def _detections(per_image: List[List[Any]], *, cap: Optional[int] = None) -> List[np.ndarray]:
+    return [np.array([[*d.box, d.score, d.category_id] for d in dets[:cap]], dtype=np.float64).reshape(-1, 6)
             for dets in per_image]
 
 
@@ -236,7 +238,8 @@ def evaluate_stage(params: Params, name: str, *, fp32: Path, int8: Path, samples
         from furiosa.artifacts.vision.postprocess import postprocess
 
         ref_dets, new_dets = postprocess(ref, contexts, spec), postprocess(new, contexts, spec)
-        metrics.update(agreement_detection(_detections(ref_dets), _detections(new_dets)))
+        cap = None if spec.postprocess.max_detections else AGREEMENT_MAX_DETECTIONS  # detections come best first
+        metrics.update(agreement_detection(_detections(ref_dets, cap=cap), _detections(new_dets, cap=cap)))
         split = _coco_split(params, name, model.evaluation["data"])
         if split is not None:
             from furiosa.artifacts.pipeline.digits_detection import annotation_path
