@@ -285,6 +285,11 @@ def model_facts(root: Path, name: str, *, onnx_tensors: bool = True) -> Dict[str
                 break
     built_from = ((metrics or {}).get("weights") or {}).get("source")
     provenance = (metrics or {}).get("provenance") or {}
+    from furiosa.artifacts.binaries import local_binary, model_provenance
+
+    stamped = model_provenance(root, name)
+    for binary in binaries:
+        binary["present"] = binary["present"] or local_binary(root, binary["path"]) is not None
     related = [{"name": e.name, "format": e.format, "location": e.location} for e in entries
                if e.name == name or (e.format != "code" and e.location.startswith(prefix))]
     source = _weights_source(params.source if params else None)
@@ -298,7 +303,9 @@ def model_facts(root: Path, name: str, *, onnx_tensors: bool = True) -> Dict[str
         "publication": _publication(entry),
         "license": LICENSE_NOTE,
         "built": metrics is not None or any((root / binary_relpath(name, p)).is_file() for p in PRECISIONS),
-        "synthetic": built_from == "synthetic",
+        "synthetic": built_from == "synthetic" or stamped.synthetic,
+        # what the binary itself says (ONNX metadata_props); "unknown" when it carries nothing readable
+        "provenance": stamped.as_dict(),
         "deployable": ((metrics or {}).get("weights") or {}).get("deployable"),
         "weights": {"mode": mode, "source": source, "built_from": built_from, "seed": provenance.get("seed")},
         "params": None if params is None else {

@@ -73,10 +73,10 @@ def _warn_synthetic(facts_or_name: Any) -> None:
 def list_rows(root: Path, pattern: Optional[str], task: Optional[str]) -> List[Dict[str, Any]]:
     """One row per matching code entry: name, family, version, task, input, built binaries, synthetic."""
     import furiosa.artifacts as fa
+    from furiosa.artifacts.binaries import local_binary, model_provenance
     from furiosa.artifacts.cards import read_model_spec
     from furiosa.artifacts.catalog.entries import find_entry, read_entries
     from furiosa.artifacts.layout import binary_relpath
-    from furiosa.artifacts.loader import is_synthetic
 
     entries = read_entries(root, validate=False)
     rows = []
@@ -84,11 +84,12 @@ def list_rows(root: Path, pattern: Optional[str], task: Optional[str]) -> List[D
         entry, spec = find_entry(entries, name), read_model_spec(root, name)
         if task is not None and spec.task != task:
             continue
-        built = {p: (root / binary_relpath(name, p)).is_file() for p in ("int8", "fp32")}
+        built = {p: local_binary(root, binary_relpath(name, p)) is not None for p in ("int8", "fp32")}
+        kind = model_provenance(root, name).kind if any(built.values()) else None
         rows.append({"name": name, "family": entry.family, "version": entry.version, "task": spec.task,
                      "input": f"{spec.input.name} {'x'.join(str(d) for d in spec.input.shape)} {spec.input.layout}",
-                     "int8": built["int8"], "fp32": built["fp32"],
-                     "synthetic": is_synthetic(root, name) if any(built.values()) else None})
+                     "int8": built["int8"], "fp32": built["fp32"], "weights": kind,
+                     "synthetic": None if kind is None else kind == "synthetic"})
     return rows
 
 
@@ -102,12 +103,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        def mark(value: Optional[bool]) -> str:
-            return "-" if value is None else ("SYNTHETIC" if value else "no")
+        def mark(kind: Optional[str]) -> str:  # fail closed: anything not proven real is shouted
+            return "-" if kind is None else (kind if kind in ("official", "train") else kind.upper())
 
-        table = [["name", "family", "version", "task", "input", "int8", "synthetic"]]
-        table += [[r["name"], r["family"], r["version"] or "", r["task"], r["input"], "built" if r["int8"] else "-",
-                   mark(r["synthetic"])] for r in rows]
+        table = [["name", "family", "version", "task", "input", "int8", "weights"]]
+        table += [[r["name"], r["family"], r["version"] or "", r["task"], r["input"], "local" if r["int8"] else "-",
+                   mark(r["weights"])] for r in rows]
         if rows:
             print(printable_lines(_table(table)))
     if not rows:
@@ -164,6 +165,12 @@ def format_facts(f: Dict[str, Any]) -> str:
             out.append(f"  size       {source['size']:,} bytes")
     if source.get("train"):
         out.append("  recipe     " + ", ".join(f"{k}={v}" for k, v in source["train"].items()))
+    prov = f.get("provenance") or {}
+    if prov:
+        stamp = prov.get("weights", "unknown")
+        out.append(f"  binary says {stamp if stamp in ('official', 'train') else stamp.upper()}"
+                   + (f" ({prov['error']})" if prov.get("error") else "")
+                   + "".join(f", {k} {prov[k]}" for k in ("source_sha256", "fp32_md5", "params_sha256") if prov.get(k)))
     built_from = w["built_from"] or "not built"
     if built_from == "synthetic":
         built_from = "SYNTHETIC (not for deployment)"
@@ -221,6 +228,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
         return _fail(str(exc), args.json, exit_code(exc))
     if facts["synthetic"]:
         _warn_synthetic(facts)
+    elif facts["built"] and facts["provenance"].get("weights") not in ("official", "train"):
+        print(f"warning: {facts['name']}: provenance UNKNOWN ({printable(str(facts['provenance'].get('error')))})",
+              file=sys.stderr)
     print(json.dumps(facts, indent=2) if args.json else printable_lines(format_facts(facts)))
     return EXIT_OK
 
@@ -241,7 +251,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     else:
         for report in reports:
             state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
-            print(f"{report.model}: {state} ({len(report.checked)} checks)")
+            weights = report.weights if report.weights in ("official", "train") else report.weights.upper()
+            print(f"{report.model}: {state} ({len(report.checked)} checks; weights {weights})")
             for problem in report.problems:
                 print(f"  {printable(str(problem))}")
             for note in report.skipped:
@@ -314,6 +325,23 @@ def annotate(image: str, results: Sequence[Any], task: str) -> Any:
     return canvas
 
 
+WARNING_BANNER = (200, 0, 0)  # red
+
+
+def mark_provenance(canvas: Any, kind: str) -> Any:
+    """Draw a red banner across the bottom of ``canvas`` saying the weights are ``kind`` (synthetic/unknown)."""
+    from PIL import ImageDraw, ImageFont
+
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
+    text = ("SYNTHETIC WEIGHTS: meaningless predictions" if kind == "synthetic"
+            else f"{kind.upper()} PROVENANCE: not proven real weights")
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    height = bottom - top + 6
+    draw.rectangle((0, canvas.height - height, canvas.width, canvas.height), fill=WARNING_BANNER)
+    draw.text((3 - left, canvas.height - height + 3 - top), text, fill=(255, 255, 255), font=font)
+    return canvas
+
+
 def _out_paths(images: Sequence[str], out: Optional[str]) -> List[Optional[Path]]:
     """Where each annotated image goes: ``out`` itself for one image (or inside it when it is a
     directory), else ``out/<stem>.png`` (``<stem>-<n>.png`` when two stems collide)."""
@@ -357,6 +385,9 @@ def _print_results(image: str, task: str, results: Sequence[Any], out: Optional[
 def _cmd_predict(args: argparse.Namespace) -> int:
     from furiosa.artifacts.cards import code_entry
     from furiosa.artifacts.catalog.entries import read_entries
+    import warnings
+
+    from furiosa.artifacts.errors import ProvenanceWarning
     from furiosa.artifacts.loader import load_from_repo
 
     root = repo_root(args.root)
@@ -366,12 +397,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         entry, fixed = code_entry(read_entries(root, validate=False), args.name)
         if fixed and args.precision and args.precision != fixed:
             args.parser.error(f"{args.name} is the {fixed} binary only: drop --precision, or use {entry.name}")
-        model = load_from_repo(entry.name, precision=args.precision or fixed or "int8", root=root)
+        with warnings.catch_warnings():  # the CLI says it in its own words below
+            warnings.simplefilter("ignore", ProvenanceWarning)
+            model = load_from_repo(entry.name, precision=args.precision or fixed or "int8", root=root)
         model.session  # noqa: B018 - a corrupt binary or one with external data fails here, once
     except ArtifactsError as exc:
         return _fail(str(exc), args.json, exit_code(exc))
     if model.synthetic:
         _warn_synthetic(model.name)
+    elif not model.deployable:
+        print(f"warning: {model.name}: provenance UNKNOWN ({model.provenance.error}); nothing proves these "
+              "predictions come from real weights", file=sys.stderr)
     from tqdm import tqdm
 
     task, rows, errors = model.spec.task, [], []
@@ -383,7 +419,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             results = predict_one(model, image, top_k=args.top_k)
             if out is not None:
                 out.parent.mkdir(parents=True, exist_ok=True)
-                annotate(image, results, task).save(out, format="PNG")
+                canvas = annotate(image, results, task)
+                if not model.deployable:
+                    mark_provenance(canvas, model.weights)
+                canvas.save(out, format="PNG")
         except (ArtifactsError, OSError) as exc:  # ImageError, or the binary's outputs unlike its spec
             errors.append({"image": image, "error": str(exc)})
             progress.write(f"error: {image}: {exc}", file=sys.stderr)
@@ -396,7 +435,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             _print_results(image, task, results, out)
     if args.json:
         print(json.dumps({"ok": not errors, "model": model.name, "precision": model.precision, "task": task,
-                          "synthetic": model.synthetic, "results": rows, "errors": errors}, indent=2))
+                          "synthetic": model.synthetic, "weights": model.weights, "results": rows, "errors": errors}, indent=2))
     return EXIT_FAILED if errors else EXIT_OK
 
 

@@ -36,6 +36,10 @@ class BinaryNotFoundError(ArtifactsError, FileNotFoundError):
     """A model binary (ONNX file) is not present where the catalog says it is."""
 
 
+class OfflineError(BinaryNotFoundError):
+    """A binary is not cached and ``$FURIOSA_ARTIFACTS_OFFLINE`` forbids fetching it over the network."""
+
+
 class UnsafePathError(ArtifactsError, ValueError):
     """A path from the catalog or an archive would escape its root directory."""
 
@@ -74,3 +78,15 @@ class BuildError(ArtifactsError, RuntimeError):
 
 class GateError(BuildError):
     """A quality gate from params.yaml was missed."""
+
+
+class ProvenanceWarning(UserWarning):
+    """A loaded model's weights are not known to be real (base class of the two below)."""
+
+
+class SyntheticWeightsWarning(ProvenanceWarning):
+    """The model was built from synthetic (seeded random) weights: its predictions are meaningless."""
+
+
+class UnknownProvenanceWarning(ProvenanceWarning):
+    """The binary carries no readable provenance: nothing proves it was built from real weights."""

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from furiosa.artifacts.errors import BinaryNotFoundError, ModelBinaryError, UnsafePathError
+from furiosa.artifacts.errors import ModelBinaryError, UnsafePathError
 
 
 def parse_onnx(source: bytes, *, what: str) -> Any:
@@ -55,7 +55,10 @@ class Model:
     """A catalog model ready to run: ``preprocess`` -> ONNX Runtime -> ``postprocess``."""
 
     def __init__(self, *, name: str, family: str, version: Optional[str], description: Optional[str],
-                 source: bytes, precision: str, path: Optional[Path] = None, synthetic: bool = False):
+                 source: bytes, precision: str, path: Optional[Path] = None, synthetic: bool = False,
+                 provenance: Any = None):
+        from furiosa.artifacts.provenance import Provenance, read_provenance
+
         self.name = name
         self.family = family
         self.version = version
@@ -63,10 +66,29 @@ class Model:
         self.source = source
         self.precision = precision
         self.path = path
-        self.synthetic = synthetic
+        prov = provenance if provenance is not None else read_provenance(source)
+        if synthetic and not prov.synthetic:
+            prov = Provenance("synthetic", prov.props, "the loader was told the weights are synthetic")
+        #: what the binary says about its weights (:class:`furiosa.artifacts.provenance.Provenance`)
+        self.provenance = prov
+
+    @property
+    def weights(self) -> str:
+        """Where the weights came from: ``official``, ``train``, ``synthetic`` or ``unknown`` (fail closed)."""
+        return self.provenance.kind
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the binary was built from synthetic (seeded random) weights."""
+        return self.provenance.synthetic
+
+    @property
+    def deployable(self) -> bool:
+        """True only when the binary proves real weights (official or trained); never for unknown provenance."""
+        return self.provenance.kind in ("official", "train")
 
     def __repr__(self) -> str:
-        mark = ", synthetic weights" if self.synthetic else ""
+        mark = "" if self.deployable else f", {self.weights} weights"
         return (f"Model(name={self.name!r}, version={self.version!r}, precision={self.precision!r}, "
                 f"{len(self.source)} bytes{mark})")
 
@@ -165,18 +187,3 @@ class Model:
         outputs = {key: np.concatenate(parts, axis=0) for key, parts in chunks.items()}
         return self.postprocess(outputs, contexts)
 
-
-def read_binary(root: Path, relpath: str) -> bytes:
-    """Bytes of a model binary inside ``root``.
-
-    Raises:
-        BinaryNotFoundError: the file is absent, with the commands that produce it.
-    """
-    path = Path(root) / relpath
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise BinaryNotFoundError(
-            f"{path} is not built yet: run `dvc pull` to fetch it, or build it with "
-            f"`furiosa-artifacts build` (official weights) / `furiosa-artifacts build --weights synthetic` (offline)"
-        ) from None

@@ -10,6 +10,10 @@ from furiosa.artifacts.catalog._yaml import read_yaml
 from furiosa.artifacts.errors import SpecError
 
 PARAMS_FILE = "params.yaml"
+#: Untracked (git-ignored) per-workspace overrides beside params.yaml: only ``base.weights``. Written by
+#: ``furiosa-artifacts build`` so that ``--weights synthetic`` never rewrites the tracked params.yaml; dvc.yaml
+#: lists it as a parameter file of the weights stage, so ``dvc status`` sees a change of mode.
+LOCAL_PARAMS_FILE = "params.local.yaml"
 WEIGHT_MODES = ("official", "synthetic")
 MODEL_KEYS = {"network", "data", "source", "export", "calibration", "quantization", "evaluation", "gates"}
 MODEL_REQUIRED = MODEL_KEYS - {"data"}
@@ -146,6 +150,28 @@ def load_params(path: Path) -> Params:
         from furiosa.artifacts.pipeline.digits_detection import DatasetParams
 
         DatasetParams.from_params(detection, where=f"{path}: digits_detection")
+    weights = read_local_weights(path.parent / LOCAL_PARAMS_FILE) or base["weights"]
     return Params(path=path, seed=_positive_int(f"{path}: base.seed", base["seed"], minimum=0),
-                  weights=base["weights"], latency=latency, samples=samples, models=models,
+                  weights=weights, latency=latency, samples=samples, models=models,
                   digits_detection=dict(detection) if detection is not None else None)
+
+
+def read_local_weights(path: Path) -> str | None:
+    """``base.weights`` from the override file ``path`` (None when the file does not exist).
+
+    Raises:
+        SpecError: the file is not YAML, holds anything but ``base.weights``, or an unknown mode.
+    """
+    path = Path(path)
+    try:
+        raw = read_yaml(path, error=SpecError)
+    except FileNotFoundError:
+        return None
+    except SpecError as exc:
+        raise SpecError(f"cannot read the local overrides: {exc}; delete {path} or rewrite it with "
+                        "`furiosa-artifacts build --weights official|synthetic`") from None
+    top = _keys(f"{path}", raw, {"base"})
+    base = _keys(f"{path}: base", top["base"], {"weights"})
+    if base["weights"] not in WEIGHT_MODES:
+        raise SpecError(f"{path}: base.weights: {base['weights']!r} is not one of {', '.join(WEIGHT_MODES)}")
+    return base["weights"]

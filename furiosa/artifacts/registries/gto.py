@@ -304,7 +304,9 @@ def synthetic_build(resolver: _Resolver, lock_text: str, model: str) -> bool:
         pass
     try:
         stage = (parse_yaml(lock_text, source="dvc.lock") or {}).get("stages", {}).get(f"weights@{model}") or {}
-        return (stage.get("params") or {}).get("params.yaml", {}).get("base.weights") == "synthetic"
+        params = stage.get("params") or {}
+        local = (params.get("params.local.yaml") or {}).get("base.weights")  # the override wins
+        return (local or (params.get("params.yaml") or {}).get("base.weights")) == "synthetic"
     except (AttributeError, ArtifactsError):
         return True
 

@@ -9,6 +9,7 @@ plus per-remote options (``endpointurl``, ``access_key_id``, ...), and ``[cache]
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import urllib.parse
 import urllib.request
@@ -17,10 +18,13 @@ from pathlib import Path
 
 from furiosa.artifacts.errors import ConfigFileError, DownloadError
 
-__all__ = ["Remote", "dvc_cache_dir", "read_config", "read_remote", "SUPPORTED_SCHEMES"]
+__all__ = ["ENV_REMOTE", "Remote", "dvc_cache_dir", "read_config", "read_remote", "remote_from_url",
+           "SUPPORTED_SCHEMES"]
 
 CONFIG_FILES = ("config", "config.local")
 _MAX_CONFIG_BYTES = 1 << 20
+#: a URL (local directory, http(s)://, s3://) holding DVC's remote layout; overrides the configured default remote
+ENV_REMOTE = "FURIOSA_ARTIFACTS_REMOTE"
 SUPPORTED_SCHEMES = ("local", "http", "https", "s3")
 
 
@@ -116,12 +120,15 @@ def dvc_cache_dir(root: Path, config: dict | None = None) -> Path:
 
 
 def read_remote(root: Path, name: str | None = None) -> Remote | None:
-    """The remote called ``name``, or the default one (``core.remote``); None if no default is set.
+    """The remote called ``name``, or the default one: ``$FURIOSA_ARTIFACTS_REMOTE`` when set, else
+    ``core.remote``; None if neither is set.
 
     Raises:
         DownloadError: ``name`` is not configured (known names are listed), the remote has no
             ``url``, or its scheme is not one this resolver speaks (local, http(s), s3).
     """
+    if name is None and os.environ.get(ENV_REMOTE, "").strip():
+        return remote_from_url(os.environ[ENV_REMOTE].strip(), name=f"${ENV_REMOTE}")
     config = read_config(root)
     known = sorted(n for (section, n) in config if section == "remote" and n is not None)
     if name is None:
@@ -138,10 +145,19 @@ def read_remote(root: Path, name: str | None = None) -> Remote | None:
     if not url:
         raise DownloadError(f"DVC remote {name!r} has no url; set it with `dvc remote modify {name} url URL`")
     options = tuple(sorted((k, v) for k, v in values.items() if k != "url"))
+    return remote_from_url(url, name=name, options=options, base=Path(root) / ".dvc")
+
+
+def remote_from_url(url: str, *, name: str = "remote", options: tuple = (), base: Path | None = None) -> Remote:
+    """A :class:`Remote` for ``url``: a local directory (relative to ``base``, ``~`` expanded), http(s):// or s3://.
+
+    Raises:
+        DownloadError: the scheme is not one this resolver speaks.
+    """
     scheme = urllib.parse.urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme in ("", "file"):
         local = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path)) if scheme else Path(url)
-        path = (Path(root) / ".dvc" / local.expanduser()).absolute()
+        path = ((base or Path.cwd()) / local.expanduser()).absolute()
         return Remote(name=name, url=url, kind="local", path=path, options=options)
     if scheme in ("http", "https"):
         return Remote(name=name, url=url, kind="http", options=options)
