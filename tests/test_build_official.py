@@ -66,6 +66,7 @@ def _prepare(repo: Path, keep: dict) -> None:
     params["base"]["weights"] = "official"
     params["base"]["latency"].update(repeats=1, rounds=1, warmup=0)
     path.write_text(yaml.safe_dump(params, sort_keys=False), "utf-8")
+    (repo / "params.local.yaml").write_text("base:\n  weights: official\n", "utf-8")  # what `build --weights` writes
     (repo / "dvc.lock").unlink(missing_ok=True)
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
 
