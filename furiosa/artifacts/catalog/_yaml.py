@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -51,6 +51,9 @@ class Document:
     data: Any
     values: Dict[Pointer, Position] = field(default_factory=dict)
     keys: Dict[Pointer, Position] = field(default_factory=dict)
+    #: Values written as unquoted YAML timestamps (``date: 2015-12-10``), which common YAML readers
+    #: (``yaml.safe_load``) turn into ``datetime.date`` rather than the string the schema asks for.
+    unquoted_timestamps: List[Pointer] = field(default_factory=list)
 
     def position(self, pointer: Pointer, *, key: bool = False) -> Position:
         """Best position for ``pointer``: the key (if asked and known), else the value, else the nearest parent."""
@@ -65,12 +68,16 @@ class Document:
             pointer = pointer[:-1]
 
 
+class _TimestampText(str):
+    """The text of a plain (unquoted) YAML scalar that YAML 1.1 readers take for a timestamp."""
+
+
 class _TextDateConstructor(RoundTripConstructor):
     """Keeps YAML timestamps as their text, so a bad date is a positioned schema error, not a crash."""
 
 
 _TextDateConstructor.add_constructor(
-    "tag:yaml.org,2002:timestamp", lambda self, node: self.construct_scalar(node))
+    "tag:yaml.org,2002:timestamp", lambda self, node: _TimestampText(self.construct_scalar(node)))
 
 
 def _new_yaml() -> YAML:
@@ -151,6 +158,8 @@ def _plain(node: Any, pointer: Pointer, doc: Document) -> Any:
         return int(node)
     if isinstance(node, float):
         return float(node)
+    if isinstance(node, _TimestampText):
+        doc.unquoted_timestamps.append(pointer)
     return str(node)
 
 

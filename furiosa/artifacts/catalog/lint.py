@@ -104,6 +104,12 @@ def _schema_message(error: ValidationError) -> Tuple[Pointer, str, bool]:
     return pointer, error.message, False
 
 
+def _lookup(data: Any, pointer: Pointer) -> Any:
+    for part in pointer:
+        data = data[part]
+    return data
+
+
 def _safe_relative(root: Path, value: str) -> Optional[str]:
     """Why ``value`` is not a safe repository-relative path, or None when it is."""
     if not value or value.strip() != value:
@@ -202,9 +208,14 @@ def lint_document(doc: Document, *, pipeline_outputs: Iterable[str] = ()) -> Lis
     for error in iter_schema_errors(doc.data):
         pointer, message, key = _schema_message(error)
         c.add(pointer, message, key=key)
+    for pointer in doc.unquoted_timestamps:
+        value = _lookup(doc.data, pointer)
+        field = str(pointer[-1]) if pointer else "value"
+        c.add(pointer, f"unquoted date {value!r}: YAML readers such as yaml.safe_load load it as a date object, "
+              f"which the schema (a string) rejects; quote it: {field}: \"{value}\"")
     data = doc.data
     if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
-        return c.problems
+        return sorted(c.problems, key=lambda p: (p.line, p.column))
     seen: Dict[Tuple[str, Any], int] = {}
     outputs = set(pipeline_outputs)
     module_cache: Dict[str, Any] = {}
