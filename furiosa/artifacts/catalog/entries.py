@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -122,3 +122,22 @@ def find_entry(entries: List[Artifact], name: str, version: Optional[str] = None
         what = f"{name!r}" + (f" version {version!r}" if version is not None else "")
         raise ModelNotFoundError(f"no catalog entry {what}; known names: {known}")
     return matches[-1]
+
+
+def built_binary(entries: List[Artifact], entry: Artifact) -> Optional[Tuple[Artifact, str]]:
+    """The ``code`` entry and precision a binary entry is a pipeline build of, else None.
+
+    The one place ``<Name>_INT8``-style entries are resolved: by location, never by name, so
+    ``DigitsConvNet_INT8`` at ``models/DigitsConvNet/int8.onnx`` is ``(DigitsConvNet entry, "int8")``
+    whatever it is called. A ``code`` entry resolves to None.
+    """
+    from furiosa.artifacts.layout import PRECISIONS, binary_relpath
+
+    if entry.format == "code":
+        return None
+    for candidate in entries:
+        if candidate.format == "code":
+            for precision in PRECISIONS:
+                if binary_relpath(candidate.name, precision) == entry.location:
+                    return candidate, precision
+    return None

@@ -255,22 +255,38 @@ def lint_catalog(path: Path, *, pipeline_outputs: Optional[Iterable[str]] = None
 
 
 def _registry_problems(path: Path) -> List[Problem]:
-    """dvc.yaml's `artifacts:` (DVC model registry) must match the catalog."""
+    """dvc.yaml's `artifacts:` (DVC model registry) must match the catalog, its stage deps the code they run."""
     root = path.parent
     if not ((root / "dvc.yaml").is_file() and (root / "params.yaml").is_file()):
         return []
+    from furiosa.artifacts.catalog.stage_deps import check_stage_deps
     from furiosa.artifacts.errors import ArtifactsError
+    from furiosa.artifacts.registries.entry_module import ENTRY_MODULE, check_entry_module
     from furiosa.artifacts.registries import check_dvc_artifacts
 
     try:
         found = check_dvc_artifacts(root)
     except ArtifactsError as exc:
         return [Problem(str(root / "dvc.yaml"), 1, 1, "/artifacts", f"cannot check the DVC artifacts: {exc}")]
+    found = found + check_stage_deps(root)  # code a stage runs but does not depend on: `dvc repro` would miss it
+    if any(e.get("location") == ENTRY_MODULE for e in _code_entries(path)):
+        found = found + check_entry_module(root)
     problems = []
     for where, message in found:
         file, _, pointer = where.partition(":")
         problems.append(Problem(str(root / file), 1, 1, pointer or "/", message))
     return problems
+
+
+def _code_entries(path: Path) -> List[Dict[str, Any]]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text("utf-8")) or {}
+    except (OSError, ValueError, yaml.YAMLError):
+        return []
+    entries = data.get("artifacts") if isinstance(data, dict) else None
+    return [e for e in entries or [] if isinstance(e, dict) and e.get("format") == "code"]
 
 
 def unbuilt_binaries(path: Path) -> List[str]:
