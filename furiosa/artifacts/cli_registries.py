@@ -104,40 +104,31 @@ def _cmd_release(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``dvc-artifacts`` and ``release`` subcommands (each sets ``func`` to its handler)."""
-    dvc = subparsers.add_parser(
-        "dvc-artifacts", help="write (or --check) the artifacts: section of dvc.yaml from the catalog",
-        description="Generate dvc.yaml's `artifacts:` (DVC's model registry: one artifact per built int8/fp32 "
-        "binary, e.g. mlcommons-resnet50 and mlcommons-resnet50-fp32) from artifacts.yaml, params.yaml and "
-        "specs.yaml, leaving the rest of dvc.yaml untouched; also writes .gto when absent.")
-    dvc.add_argument("--check", action="store_true",
-                     help="only compare; exit 1 and list the differences when dvc.yaml is stale")
-    dvc.add_argument("--root", default=".", help="repository root (default: .)")
-    dvc.add_argument("--json", action="store_true", help="machine-readable output")
-    dvc.set_defaults(func=_cmd_dvc_artifacts)
-
-    deps = subparsers.add_parser(
-        "dvc-deps", help="write (or --check) the code and data deps of every dvc.yaml stage, derived from imports",
-        description="Derive each dvc.yaml stage's dependencies from the code its `python stages/X.py` command "
-        "imports (transitively, lazy imports included), the package data files that code reads, and "
-        "${item.network} for stages that build networks; rewrite them in dvc.yaml keeping everything else "
-        "(comments, outputs of earlier stages, params, outs).")
-    deps.add_argument("--check", action="store_true",
-                      help="only compare; exit 1 and list the differences when dvc.yaml is stale")
-    deps.add_argument("--root", default=".", help="repository root (default: .)")
-    deps.add_argument("--json", action="store_true", help="machine-readable output")
-    deps.set_defaults(func=_cmd_dvc_deps)
-
-    gen = subparsers.add_parser(
-        "generate", help="rewrite (or --check) every generated file: entry points, dvc.yaml deps and artifacts",
-        description="Regenerate what is derived from the catalog and the code: furiosa/artifacts/artifacts.py "
-        "(one entry point per `format: code` entry of artifacts.yaml), dvc.yaml's stage dependencies "
-        "(`dvc-deps`) and dvc.yaml's `artifacts:` (`dvc-artifacts`). Run it after adding a model or a module.")
-    gen.add_argument("--check", action="store_true",
-                     help="only compare; exit 1 and list the differences when anything is stale")
-    gen.add_argument("--root", default=".", help="repository root (default: .)")
-    gen.add_argument("--json", action="store_true", help="machine-readable output")
-    gen.set_defaults(func=_cmd_generate)
+    """Add the ``dvc-artifacts``, ``dvc-deps``, ``generate`` and ``release`` subcommands (each sets ``func``)."""
+    generators = (
+        ("dvc-artifacts", _cmd_dvc_artifacts, "write (or --check) the artifacts: section of dvc.yaml from the catalog",
+         "Generate dvc.yaml's `artifacts:` (DVC's model registry: one artifact per built int8/fp32 binary, e.g. "
+         "mlcommons-resnet50 and mlcommons-resnet50-fp32) from artifacts.yaml, params.yaml and specs.yaml, "
+         "leaving the rest of dvc.yaml untouched; also writes .gto when absent."),
+        ("dvc-deps", _cmd_dvc_deps, "write (or --check) the code and data deps of every dvc.yaml stage, derived "
+         "from imports",
+         "Derive each dvc.yaml stage's dependencies from the code its `python stages/X.py` command imports "
+         "(transitively, lazy imports included), the package data files that code reads, and ${item.network} "
+         "for stages that build networks; rewrite them in dvc.yaml keeping everything else (comments, outputs "
+         "of earlier stages, params, outs)."),
+        ("generate", _cmd_generate, "rewrite (or --check) every generated file: entry points, dvc.yaml deps and "
+         "artifacts",
+         "Regenerate what is derived from the catalog and the code: furiosa/artifacts/artifacts.py (one entry "
+         "point per `format: code` entry of artifacts.yaml), dvc.yaml's stage dependencies (`dvc-deps`) and "
+         "dvc.yaml's `artifacts:` (`dvc-artifacts`). Run it after adding a model or a module."),
+    )
+    for name, func, help_text, description in generators:
+        gen = subparsers.add_parser(name, help=help_text, description=description)
+        gen.add_argument("--check", action="store_true",
+                         help="only compare; exit 1 and list the differences when anything is stale")
+        gen.add_argument("--root", default=".", help="repository root (default: .)")
+        gen.add_argument("--json", action="store_true", help="machine-readable output")
+        gen.set_defaults(func=func)
 
     rel = subparsers.add_parser(
         "release", help="register HEAD's build of a model as a GTO version, optionally assign a stage",
