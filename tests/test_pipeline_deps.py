@@ -199,3 +199,15 @@ def test_specs_yaml_is_tracked_per_model_where_read():
             assert want[name].keyed_params == ("furiosa/artifacts/vision/specs.yaml",)
             assert {"furiosa/artifacts/vision/specs.yaml": ["${key}"]} in stage["do"]["params"]
             assert "furiosa/artifacts/vision/specs.yaml" not in stage["do"]["deps"]
+
+
+def test_stage_commands_are_recognised(tmp_path):
+    from furiosa.artifacts.catalog.stage_deps import stage_script
+
+    (tmp_path / "furiosa/artifacts/tool").mkdir(parents=True)
+    (tmp_path / "furiosa/artifacts/tool/__main__.py").write_text("")
+    assert stage_script({"cmd": "python stages/x.py --a b"}) == "stages/x.py"
+    assert stage_script({"cmd": ["python3 -u stages/y.py", "echo done"]}) == "stages/y.py"
+    assert stage_script({"cmd": "python  stages/z.py\n  --out o"}) == "stages/z.py"
+    assert stage_script({"cmd": "python -m furiosa.artifacts.tool --x"}, tmp_path) == "furiosa/artifacts/tool/__main__.py"
+    assert stage_script({"cmd": "cp a b"}) is None

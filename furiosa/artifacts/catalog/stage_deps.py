@@ -43,6 +43,7 @@ PACKAGE_DIR = "furiosa/artifacts"
 NETWORK_REGISTRY = "furiosa/artifacts/vision/models/__init__.py"
 NETWORK_DEP = "${item.network}"
 _SCRIPT = re.compile(r"(?:^|\s)python3?\s+(?:-u\s+)?(\S+\.py)(?=\s|$)")
+_MODULE = re.compile(r"(?:^|\s)python3?\s+(?:-u\s+)?-m\s+([A-Za-z_][\w.]*)(?=\s|$)")
 FIX = "run `furiosa-artifacts dvc-deps`"
 _STAGES_KEY = re.compile(r"^stages\s*:")
 _TOP_LEVEL_KEY = re.compile(r"^[^\s#]")
@@ -78,9 +79,8 @@ def _packages_of(rel: str, root: Path) -> List[str]:
 
 
 def _current_package(rel: str) -> str:
-    path = Path(rel)
-    parts = path.parent.parts if path.name != "__init__.py" else path.parent.parts
-    return ".".join(parts)
+    """The package a module's relative imports start from (its directory, for a module or an ``__init__``)."""
+    return ".".join(Path(rel).parent.parts)
 
 
 def _imported(rel: str, tree: ast.AST) -> Set[str]:
@@ -134,9 +134,8 @@ class _Scanner:
                     from None
         return self._trees[rel]
 
-    def closure(self, start: Iterable[str], *, skip: Iterable[str] = ()) -> Set[str]:
+    def closure(self, start: Iterable[str]) -> Set[str]:
         """Every project module reachable from ``start`` (repository-relative paths), ``start`` included."""
-        skip = set(skip)
         seen: Set[str] = set()
         todo = [s for s in start]
         while todo:
@@ -144,7 +143,7 @@ class _Scanner:
             if rel in seen:
                 continue
             seen.add(rel)
-            todo.extend(p for p in self.edges(rel) if p not in seen and p not in skip)
+            todo.extend(p for p in self.edges(rel) if p not in seen)
         return seen
 
     def edges(self, rel: str) -> List[str]:
@@ -173,12 +172,18 @@ def _read_yaml(path: Path) -> Any:
         raise CatalogReadError(f"{path}: invalid YAML: {exc}") from None
 
 
-def stage_script(body: Dict[str, Any]) -> Optional[str]:
-    """The ``stages/X.py`` a stage body's ``cmd`` runs with python, or None."""
+def stage_script(body: Dict[str, Any], root: Optional[Path] = None) -> Optional[str]:
+    """The file a stage body's ``cmd`` runs with python (``python stages/X.py`` or ``python -m pkg.mod``
+    for a project module under ``root``), or None."""
     cmd = body.get("cmd")
-    text = " ".join(cmd) if isinstance(cmd, list) else str(cmd or "")
-    match = _SCRIPT.search(" ".join(text.split()))
-    return match.group(1) if match else None
+    text = " ".join((" ".join(map(str, cmd)) if isinstance(cmd, list) else str(cmd or "")).split())
+    match = _SCRIPT.search(text)
+    if match:
+        return match.group(1)
+    module = _MODULE.search(text)
+    if module and root is not None:
+        return _module_file(Path(root), module.group(1)) or _module_file(Path(root), module.group(1) + ".__main__")
+    return None
 
 
 def _network_files(params: Any) -> List[str]:
@@ -214,27 +219,25 @@ def expected_stage_deps(root: Path) -> Dict[str, StageDeps]:
             continue
         foreach = "foreach" in stage
         body = stage.get("do", stage) if foreach else stage
-        script = stage_script(body)
+        script = stage_script(body, root)
         if script is None:
             continue
         if not (root / script).is_file():
             raise CatalogReadError(f"{root / DVC_FILE}: stage '{name}' runs {script}, which does not exist")
         modules = scanner.closure([script])
-        extra: List[str] = []
+        network_deps: List[str] = []
         if NETWORK_REGISTRY in modules and networks:
-            # Each network file's own imports, for every model; the file itself only for its own model,
-            # unless some module (another network) imports it statically.
-            shared = set()
+            # create_model imports a model's network file by its params.yaml path: a per-model stage depends
+            # on its own model's file (${item.network}), a single stage on all of them; and every stage that
+            # builds networks on what the network files import (a network file imported statically by some
+            # module is already in the closure, for every model).
             for net in networks:
-                shared |= scanner.closure([net]) - {net}
-            modules |= shared
-            extra.append(NETWORK_DEP if foreach else "")
-        data = scanner.data_files(modules)
+                modules |= scanner.closure([net]) - {net}
+            network_deps = [NETWORK_DEP] if foreach else [n for n in networks if n not in modules]
+        data = scanner.data_files(modules | set(networks if network_deps else ()))
         keyed = tuple(sorted(d for d in data if foreach and _keyed_by_model(root, d, models)))
         code = sorted(modules - {script})
-        deps = tuple([script] + code + sorted(data - set(keyed)) + [e for e in extra if e])
-        if not foreach and NETWORK_REGISTRY in modules:
-            deps = tuple(dict.fromkeys(deps + tuple(networks)))
+        deps = tuple([script] + code + sorted(data - set(keyed)) + network_deps)
         out[name] = StageDeps(stage=name, deps=deps, keyed_params=keyed)
     return out
 
