@@ -115,24 +115,32 @@ def _package_data(root: Path) -> Dict[str, List[str]]:
     return out
 
 
+#: (relative path, file content) -> (imported dotted names, short string constants): a module is parsed
+#: once per process while its text is unchanged (the lint runs this on every call).
+_PARSED: Dict[Tuple[str, str], Tuple[Set[str], Set[str]]] = {}
+
+
 class _Scanner:
     """Parses each module once; answers closures of scripts."""
 
     def __init__(self, root: Path):
         self.root = root
-        self._trees: Dict[str, Optional[ast.AST]] = {}
         self._edges: Dict[str, List[str]] = {}
-        self._strings: Dict[str, Set[str]] = {}
         self._data = _package_data(root)
 
-    def tree(self, rel: str) -> Optional[ast.AST]:
-        if rel not in self._trees:
-            try:
-                self._trees[rel] = ast.parse((self.root / rel).read_text("utf-8"), filename=rel)
-            except (OSError, SyntaxError, UnicodeDecodeError, ValueError) as exc:
-                raise CatalogReadError(f"{self.root / rel}: cannot parse to derive stage dependencies: {exc}") \
-                    from None
-        return self._trees[rel]
+    def parsed(self, rel: str) -> Tuple[Set[str], Set[str]]:
+        """(project modules ``rel`` imports, its string constants) from a cached parse."""
+        path = self.root / rel
+        try:
+            key = (rel, path.read_text("utf-8"))
+            if key not in _PARSED:
+                if len(_PARSED) > 4096:
+                    _PARSED.clear()
+                tree = ast.parse(key[1], filename=rel)
+                _PARSED[key] = (_imported(rel, tree), _strings(tree))
+        except (OSError, SyntaxError, UnicodeDecodeError, ValueError) as exc:
+            raise CatalogReadError(f"{path}: cannot parse to derive stage dependencies: {exc}") from None
+        return _PARSED[key]
 
     def closure(self, start: Iterable[str]) -> Set[str]:
         """Every project module reachable from ``start`` (repository-relative paths), ``start`` included."""
@@ -149,23 +157,31 @@ class _Scanner:
     def edges(self, rel: str) -> List[str]:
         """The project files importing ``rel`` runs first: its packages' ``__init__.py`` and every import."""
         if rel not in self._edges:
-            found = {_module_file(self.root, dotted) for dotted in _imported(rel, self.tree(rel))}
+            found = {_module_file(self.root, dotted) for dotted in self.parsed(rel)[0]}
             self._edges[rel] = _packages_of(rel, self.root) + sorted(f for f in found if f)
         return self._edges[rel]
 
     def data_files(self, modules: Iterable[str]) -> Set[str]:
         out: Set[str] = set()
         for rel in modules:
-            if rel not in self._strings:
-                self._strings[rel] = _strings(self.tree(rel)) & set(self._data)
-            for text in self._strings[rel]:
+            for text in self.parsed(rel)[1] & set(self._data):
                 out.update(self._data[text])
         return out
 
 
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader when built with it
+_YAML_CACHE: Dict[str, Any] = {}
+
+
 def _read_yaml(path: Path) -> Any:
+    """Safely parsed YAML (plain data only), cached by text; callers must not mutate it."""
     try:
-        return yaml.safe_load(path.read_text("utf-8"))
+        text = path.read_text("utf-8")
+        if text not in _YAML_CACHE:
+            if len(_YAML_CACHE) > 64:
+                _YAML_CACHE.clear()
+            _YAML_CACHE[text] = yaml.load(text, Loader=_SafeLoader)
+        return _YAML_CACHE[text]
     except FileNotFoundError:
         raise CatalogReadError(f"{path}: no such file") from None
     except yaml.YAMLError as exc:
