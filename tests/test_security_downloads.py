@@ -201,6 +201,7 @@ def test_http_remote_serving_an_endless_object_is_cut_off(consumer: Path, tmp_pa
     assert not cache.cache_path("md5", want["md5"]).exists()
 
 
+@pytest.mark.slow  # git-lfs and a DVC repository
 def test_publish_errors_never_print_credentials_from_the_git_url(repo: Path, env) -> None:
     import subprocess
 
