@@ -15,7 +15,8 @@ from furiosa.artifacts.errors import ModelNotFoundError, SpecError
 from furiosa.artifacts.vision.labels import label_set
 from furiosa.artifacts.vision.specs import SPECS_PATH, DefaultBoxSpec, list_specs, load_spec, read_specs
 
-CATALOG = ["MLCommonsResNet50", "EfficientNetV2_S", "MLCommonsSSDResNet34", "MLCommonsSSDMobileNet", "DigitsConvNet"]
+CATALOG = ["MLCommonsResNet50", "EfficientNetV2_S", "MLCommonsSSDResNet34", "MLCommonsSSDMobileNet", "DigitsConvNet",
+           "DigitsSSD"]
 # COCO 2017 category ids in instances_val2017.json order (the 80 used of 1..90)
 COCO80_IDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
               31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56,
@@ -83,6 +84,10 @@ def _write(tmp_path: Path, mutate) -> Path:
     (lambda d: d["DigitsConvNet"]["preprocess"].update(mean=[0.0, 0.0, 0.0]), "preprocess.mean"),
     (lambda d: d["MLCommonsSSDMobileNet"]["postprocess"].update(nms_iou=1.5), "postprocess.nms_iou"),
     (lambda d: d["MLCommonsSSDMobileNet"]["postprocess"].update(extra=1), "postprocess"),
+    (lambda d: d["MLCommonsSSDResNet34"]["postprocess"].update(nms_iou_mode="reference"),
+     "postprocess.nms_iou_mode"),
+    (lambda d: d["MLCommonsSSDResNet34"]["postprocess"].update(nms_suppress_ge="yes"),
+     "postprocess.nms_suppress_ge"),
     (lambda d: d["MLCommonsSSDResNet34"]["postprocess"]["anchors"].update(steps=[24]),
      "postprocess.anchors.steps"),
     (lambda d: d["MLCommonsSSDResNet34"]["postprocess"]["box_coder"].update(scales=[10, 10, 5]),

@@ -45,3 +45,11 @@ def DigitsConvNet(*, precision: str = "int8") -> Model:
     pipeline so the whole chain runs offline with real accuracy numbers.
     """
     return load_from_repo("DigitsConvNet", precision=precision)
+
+
+def DigitsSSD(*, precision: str = "int8") -> Model:
+    """Small single-shot detector (64x64 grayscale, 10 digit classes) trained inside the pipeline on a generated
+    COCO-format dataset of scikit-learn's digits on textured grounds; SSD anchors, box coder and NMS in numpy,
+    scored with pycocotools.
+    """
+    return load_from_repo("DigitsSSD", precision=precision)

@@ -33,7 +33,8 @@ SPECS_RELPATH = "furiosa/artifacts/vision/specs.yaml"
 LICENSE_NOTE = "see the publication/source (this catalog records no license for the weights)"
 # metrics.json keys that say how close int8 is to fp32 (or to the labels), in display order
 QUALITY_KEYS = ("top1_agreement", "top5_overlap", "fp32_accuracy", "int8_accuracy", "accuracy_drop",
-                "detection_f1", "detection_precision", "detection_recall", "mean_iou", "map_drop")
+                "detection_f1", "detection_precision", "detection_recall", "mean_iou", "map_drop",
+                "fp32_map", "fp32_map50", "int8_map", "int8_map50", "int8_map_ratio", "int8_map50_ratio")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # as the lint requires: safe inside models/<name>/
 PLOT_DPI = 100
 PLOT_SIZE = (7.0, 2.8)  # inches
@@ -177,6 +178,7 @@ def _postprocess(spec: Any) -> Dict[str, Any]:
         out["top_k"] = post.top_k
     else:
         out.update(score_threshold=post.score_threshold, nms_iou=post.nms_iou, nms_eps=post.nms_eps,
+                   nms_iou_mode=post.nms_iou_mode, nms_suppress_ge=post.nms_suppress_ge,
                    per_class_top_k=post.per_class_top_k, max_detections=post.max_detections,
                    anchors={"kind": post.anchors.kind, "count": post.anchors.count},
                    box_coder={"anchor_format": post.box_coder.anchor_format, "code_order": post.box_coder.code_order,
@@ -290,6 +292,10 @@ def _ms(value: Optional[float]) -> str:
     if value is None:
         return "n/a"
     return f"{value:.3f} ms" if value < 10 else f"{value:.1f} ms"
+
+
+def _cap(max_detections: Optional[int]) -> str:
+    return "all detections" if max_detections is None else f"at most {max_detections} detections"
 
 
 def _mb(value: Optional[int]) -> str:
@@ -440,8 +446,10 @@ def _card(facts: Dict[str, Any]) -> str:
                   f"{post['box_coder']['anchor_format']} / {post['box_coder']['code_order']} scales "
                   f"{post['box_coder']['scales']}",
                   f"- {post['score']} scores over {post['num_classes']} classes (label set `{post['labels']}`); "
-                  f"per class score > {post['score_threshold']}, NMS IoU {post['nms_iou']}, at most "
-                  f"{post['max_detections']} detections per image; boxes x1, y1, x2, y2 in image pixels"]
+                  f"per class score > {post['score_threshold']}, NMS suppressing at IoU "
+                  f"{'>=' if post.get('nms_suppress_ge') else '>'} {post['nms_iou']} "
+                  f"({post.get('nms_iou_mode', 'clamped')} overlaps), {_cap(post['max_detections'])} per image; "
+                  "boxes x1, y1, x2, y2 in image pixels"]
     lines += ["", f"All run-time facts: `{SPECS_RELPATH}` (`{name}`).", ""]
     lines += _build_section(facts)
     lines += ["## Provenance", "", "Each step is built from the one before (DVC pipeline, `dvc.yaml`):", ""]

@@ -181,7 +181,8 @@ def format_facts(f: Dict[str, Any]) -> str:
         out.append(f"  {post['score']}, top {post['top_k']} of {post['num_classes']} ({post['labels']})")
     else:
         out.append(f"  {post['anchors']['count']} anchors ({post['anchors']['kind']}), {post['score']} scores > "
-                   f"{post['score_threshold']}, NMS IoU {post['nms_iou']}, at most {post['max_detections']} "
+                   f"{post['score_threshold']}, NMS IoU {post['nms_iou']}, "
+                   f"{'all' if post['max_detections'] is None else 'at most ' + str(post['max_detections'])} "
                    f"detections, {post['num_classes']} classes ({post['labels']})")
     return "\n".join(out)
 

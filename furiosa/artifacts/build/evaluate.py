@@ -51,6 +51,11 @@ GATES: dict[str, tuple[str, str]] = {
     "detection_recall_min": ("detection_recall", "min"),
     "mean_iou_min": ("mean_iou", "min"),
     "map_drop_max": ("map_drop", "max"),
+    # detection accuracy on a COCO-format evaluation set (pycocotools): fp32 level, int8 kept (MLPerf's 99%)
+    "fp32_map50_min": ("fp32_map50", "min"),
+    "fp32_map_min": ("fp32_map", "min"),
+    "int8_map50_ratio_min": ("int8_map50_ratio", "min"),
+    "int8_map_ratio_min": ("int8_map_ratio", "min"),
     # deployment
     "int8_latency_ratio_max": ("int8_latency_ratio", "max"),
     "size_ratio_max": ("size_ratio", "max"),

@@ -23,6 +23,7 @@ import onnx
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from furiosa.artifacts.build._fold import fold_pads_into_convs
 from furiosa.artifacts.build._io import atomic_path
 from furiosa.artifacts.build._ort import ORT_ERRORS
 from furiosa.artifacts.build.calibrate import NpzCalibrationReader
@@ -169,6 +170,10 @@ def quantize_model(fp32: Path, *, calibration: Path, out: Path, settings: QuantS
             quant_pre_process(str(fp32), str(preprocessed))
         except ORT_ERRORS as exc:
             raise BuildError(f"quantization pre-processing of {fp32} failed: {exc}") from exc
+        if settings.quant_format == "QDQ":  # a float Pad between DQ and Q is not fused: fold it into the Conv
+            pre_model = onnx.load(str(preprocessed))
+            if fold_pads_into_convs(pre_model):
+                onnx.save(pre_model, str(preprocessed))
         preprocess_seconds = time.perf_counter() - start
         _check_excluded_nodes(preprocessed, settings.nodes_to_exclude)
 

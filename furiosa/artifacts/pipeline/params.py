@@ -12,7 +12,9 @@ from furiosa.artifacts.errors import SpecError
 
 PARAMS_FILE = "params.yaml"
 WEIGHT_MODES = ("official", "synthetic")
-MODEL_KEYS = {"network", "source", "export", "calibration", "quantization", "evaluation", "gates"}
+MODEL_KEYS = {"network", "data", "source", "export", "calibration", "quantization", "evaluation", "gates"}
+MODEL_REQUIRED = MODEL_KEYS - {"data"}
+DEFAULT_DATA = "data/samples"
 BASE_KEYS = {"seed", "weights", "latency"}
 LATENCY_KEYS = {"warmup", "repeats", "threads", "batch", "rounds"}
 SAMPLES_KEYS = {"count", "size", "seed"}
@@ -34,6 +36,9 @@ class ModelParams:
     quantization: Dict[str, Any]
     evaluation: Dict[str, Any]
     gates: Dict[str, Any]
+    # the image data its calibrate/evaluate stages read (and a trained model's weights stage trains on):
+    # the sample photos, or a dataset stage's output such as data/digits_detection
+    data: str = DEFAULT_DATA
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class Params:
     latency: Dict[str, int]
     samples: Dict[str, Any]
     models: Dict[str, ModelParams]
+    digits_detection: Dict[str, Any] | None = None  # the generated detection dataset (DigitsSSD)
 
     def model(self, name: str) -> ModelParams:
         """The section of ``name``. Raises SpecError naming the known models."""
@@ -83,6 +89,13 @@ def _data(where: str, value: Any) -> Dict[str, Any]:
     return data
 
 
+def _data_path(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value or value.startswith("/") or ".." in Path(value).parts:
+        raise SpecError(f"{where}: expected a relative path inside the repository such as {DEFAULT_DATA}, "
+                        f"got {value!r}")
+    return value
+
+
 def load_params(path: Path) -> Params:
     """Read and validate params.yaml.
 
@@ -97,7 +110,9 @@ def load_params(path: Path) -> Params:
         raise SpecError(f"{path}: no such file (the pipeline's build recipe)") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: invalid YAML: {exc}") from None
-    top = _keys(f"{path}", raw, {"base", "samples", "models"})
+    # benchmarks: targets read by benchmarks/ only (not build gates), optional
+    top = _keys(f"{path}", raw, {"base", "samples", "models", "digits_detection", "benchmarks"},
+                required={"base", "samples", "models"})
     base = _keys(f"{path}: base", top["base"], BASE_KEYS)
     if base["weights"] not in WEIGHT_MODES:
         raise SpecError(f"{path}: base.weights: {base['weights']!r} is not one of {', '.join(WEIGHT_MODES)}")
@@ -111,7 +126,7 @@ def load_params(path: Path) -> Params:
         raise SpecError(f"{path}: models: expected a non-empty mapping of catalog names")
     for name, section in top["models"].items():
         where = f"{path}: models.{name}"
-        m = _keys(where, section, MODEL_KEYS)
+        m = _keys(where, section, MODEL_KEYS, required=MODEL_REQUIRED)
         export = _keys(f"{where}.export", m["export"], EXPORT_KEYS)
         _positive_int(f"{where}.export.opset", export["opset"], minimum=7)
         if not isinstance(m["source"], Mapping) or "type" not in m["source"]:
@@ -120,6 +135,13 @@ def load_params(path: Path) -> Params:
             name=name, network=str(m["network"]), source=dict(m["source"]), export=export,
             calibration=_data(f"{where}.calibration", m["calibration"]), quantization=dict(m["quantization"]),
             evaluation=_data(f"{where}.evaluation", m["evaluation"]), gates=dict(m["gates"] or {}),
+            data=_data_path(f"{where}.data", m.get("data", DEFAULT_DATA)),
         )
+    detection = top.get("digits_detection")
+    if detection is not None:
+        from furiosa.artifacts.pipeline.digits_detection import DatasetParams
+
+        DatasetParams.from_params(detection, where=f"{path}: digits_detection")
     return Params(path=path, seed=_positive_int(f"{path}: base.seed", base["seed"], minimum=0),
-                  weights=base["weights"], latency=latency, samples=samples, models=models)
+                  weights=base["weights"], latency=latency, samples=samples, models=models,
+                  digits_detection=dict(detection) if detection is not None else None)

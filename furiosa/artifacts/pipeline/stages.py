@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -57,10 +57,30 @@ def _digits(params: Params, name: str) -> Any:
     return digits_split(seed=params.seed, test_fraction=float(train["test_fraction"]))
 
 
+def _coco_split(params: Params, name: str, kind: str) -> str | None:
+    """For a model trained on a generated COCO-format dataset: its split for ``train``/``heldout``."""
+    recipe = params.model(name).source.get("train") or {}
+    if kind in ("train", "heldout") and isinstance(recipe, dict) and recipe.get("dataset") == "digits-detection":
+        return "train" if kind == "train" else "val"
+    return None
+
+
 def model_inputs(params: Params, name: str, section: Dict[str, Any], *, samples: Path,
                  where: str) -> Tuple[np.ndarray, np.ndarray | None, List[Any], List[Path]]:
-    """Preprocessed inputs for a calibration/evaluation section: (tensor, labels, contexts, files)."""
+    """Preprocessed inputs for a calibration/evaluation section: (tensor, labels, contexts, files).
+
+    ``samples`` is the model's data directory: the sample photos, or its generated COCO-format dataset
+    (then ``train``/``heldout`` read that dataset's train/val images).
+    """
     kind = section["data"]
+    split = _coco_split(params, name, kind)
+    if split is not None:
+        from furiosa.artifacts.pipeline.digits_detection import split_files
+        from furiosa.artifacts.vision.preprocess import preprocess
+
+        files = _select(split_files(samples, split), section, where)
+        tensor, contexts = preprocess(files, _spec(name))
+        return tensor, None, contexts, files
     if kind in ("train", "heldout"):
         split = _digits(params, name)
         x, y = (split.x_train, split.y_train) if kind == "train" else (split.x_test, split.y_test)
@@ -119,12 +139,39 @@ def _run(path: Path, tensor: np.ndarray, *, threads: int, batch: int = 8) -> Dic
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def _detections(outputs: Dict[str, np.ndarray], contexts: List[Any], spec: Any) -> List[np.ndarray]:
-    from furiosa.artifacts.vision.postprocess import postprocess
+AGREEMENT_MAX_DETECTIONS = 100  # COCOeval maxDets: uncapped specs compare their best 100 per image (small IoU matrix)
 
-    per_image = postprocess(outputs, contexts, spec)
-    return [np.array([[*d.box, d.score, d.category_id] for d in dets], dtype=np.float64).reshape(-1, 6)
+
+def _detections(per_image: List[List[Any]], *, cap: Optional[int] = None) -> List[np.ndarray]:
+    return [np.array([[*d.box, d.score, d.category_id] for d in dets[:cap]], dtype=np.float64).reshape(-1, 6)
             for dets in per_image]
+
+
+def coco_accuracy(annotations: Path, files: Sequence[Path], fp32: List[List[Any]],
+                  int8: List[List[Any]]) -> Dict[str, Any]:
+    """fp32 and int8 COCO mAP (pycocotools) of detections on ``files``, scored against ``annotations``.
+
+    Images are matched to the annotation file by ``file_name``. Returns ``fp32_map``, ``fp32_map50``,
+    ``int8_map``, ``int8_map50`` and the int8/fp32 ratios. Raises BuildError for a file the annotations lack.
+    """
+    import json as _json
+
+    from furiosa.artifacts.build.coco_map import coco_map, detection_results
+
+    coco = _json.loads(Path(annotations).read_text("utf-8"))
+    ids = {str(image["file_name"]): int(image["id"]) for image in coco["images"]}
+    missing = [f.name for f in files if f.name not in ids]
+    if missing:
+        raise BuildError(f"{annotations}: no image entry for {', '.join(missing[:3])}; regenerate the dataset")
+    image_ids = [ids[f.name] for f in files]
+    result: Dict[str, Any] = {"evaluation_annotations": str(annotations), "evaluation_images": len(image_ids)}
+    for precision, dets in (("fp32", fp32), ("int8", int8)):
+        scores = coco_map(annotations, detection_results(image_ids, dets), image_ids=image_ids)
+        result.update({f"{precision}_{k}": v for k, v in scores.items()})
+    for key in ("map", "map50"):
+        reference = result[f"fp32_{key}"]
+        result[f"int8_{key}_ratio"] = result[f"int8_{key}"] / reference if reference > 0 else 0.0
+    return result
 
 
 def evaluate_stage(params: Params, name: str, *, fp32: Path, int8: Path, samples: Path, weights_record: Path,
@@ -151,7 +198,16 @@ def evaluate_stage(params: Params, name: str, *, fp32: Path, int8: Path, samples
             int8_acc = float(np.mean(new[key].argmax(1) == labels))
             metrics.update(fp32_accuracy=fp32_acc, int8_accuracy=int8_acc, accuracy_drop=fp32_acc - int8_acc)
     else:
-        metrics.update(agreement_detection(_detections(ref, contexts, spec), _detections(new, contexts, spec)))
+        from furiosa.artifacts.vision.postprocess import postprocess
+
+        ref_dets, new_dets = postprocess(ref, contexts, spec), postprocess(new, contexts, spec)
+        cap = None if spec.postprocess.max_detections else AGREEMENT_MAX_DETECTIONS  # detections come best first
+        metrics.update(agreement_detection(_detections(ref_dets, cap=cap), _detections(new_dets, cap=cap)))
+        split = _coco_split(params, name, model.evaluation["data"])
+        if split is not None:
+            from furiosa.artifacts.pipeline.digits_detection import annotation_path
+
+            metrics.update(coco_accuracy(annotation_path(samples, split), files, ref_dets, new_dets))
     lat = params.latency
     timing = latency_ratio(fp32, int8, {spec.input.name: tensor[:1]}, batch=int(lat["batch"]),
                            warmup=int(lat["warmup"]), repeats=int(lat["repeats"]), threads=threads,

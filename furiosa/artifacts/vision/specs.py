@@ -20,7 +20,7 @@ SPECS_PATH = Path(__file__).with_name("specs.yaml")
 
 TASKS = ("classification", "detection")
 # label set -> number of network outputs it names (with label_offset 0)
-LABEL_SETS = {"imagenet": 1000, "coco91": 91, "coco80": 81, "digits": 10}
+LABEL_SETS = {"imagenet": 1000, "coco91": 91, "coco80": 81, "digits": 10, "digits_coco": 11}
 COLORS = {"RGB": 3, "BGR": 3, "L": 1}  # network channel order -> channel count
 INTERPOLATIONS = {"pil": ("nearest", "bilinear", "bicubic", "lanczos"),
                   "cv2": ("nearest", "bilinear", "bicubic", "area", "lanczos")}
@@ -116,8 +116,10 @@ class PostprocessSpec:
     top_k: Optional[int] = None
     # detection
     score_threshold: Optional[float] = None  # strict >
-    nms_iou: Optional[float] = None  # suppress IoU > nms_iou
+    nms_iou: Optional[float] = None  # suppress IoU > nms_iou (>= with nms_suppress_ge)
     nms_eps: float = 0.0  # added to the union in IoU
+    nms_iou_mode: str = "clamped"  # "clamped" | "unclamped": overlaps < 0 kept (MLPerf ssd_r34 calc_iou_tensor)
+    nms_suppress_ge: bool = False  # suppress at IoU >= nms_iou (MLPerf ssd_r34 keeps iou < criteria)
     per_class_top_k: Optional[int] = None  # candidates per class before NMS; None = all
     max_detections: Optional[int] = None  # per image after NMS, best scores; None = all
     box_coder: Optional[BoxCoderSpec] = None
@@ -138,6 +140,7 @@ class ModelSpec:
     num_classes: int
     label_offset: int
     labels: str  # "imagenet" | "coco91" (index = COCO id) | "coco80" (contiguous, 0 = background) | "digits"
+    #              | "digits_coco" (0 = background, index = category id of the generated digits dataset)
     # processing
     preprocess: PreprocessSpec
     postprocess: PostprocessSpec
@@ -273,8 +276,8 @@ def _postprocess(f: _Field, task: str, input_size: tuple[int, int]) -> Postproce
     if task == "classification":
         f.check_keys({"score", "top_k"})
         return PostprocessSpec(score=score, top_k=f.get("top_k").int_(minimum=1))
-    f.check_keys({"score", "score_threshold", "nms_iou", "nms_eps", "per_class_top_k", "max_detections",
-                  "box_coder", "anchors"})
+    f.check_keys({"score", "score_threshold", "nms_iou", "nms_eps", "nms_iou_mode", "nms_suppress_ge",
+                  "per_class_top_k", "max_detections", "box_coder", "anchors"})
     c = f.get("box_coder")
     c.check_keys({"anchor_format", "code_order", "scales"})
     coder = BoxCoderSpec(anchor_format=c.get("anchor_format").str_(("yxyx", "cxcywh")),
@@ -292,6 +295,8 @@ def _postprocess(f: _Field, task: str, input_size: tuple[int, int]) -> Postproce
         score=score, score_threshold=f.get("score_threshold").float_(lo=0.0, hi=1.0),
         nms_iou=f.get("nms_iou").float_(lo=0.0, hi=1.0),
         nms_eps=f.get("nms_eps", required=False, default=0.0).float_(lo=0.0),
+        nms_iou_mode=f.get("nms_iou_mode", required=False, default="clamped").str_(("clamped", "unclamped")),
+        nms_suppress_ge=f.get("nms_suppress_ge", required=False, default=False).bool_(),
         per_class_top_k=optional_int("per_class_top_k"), max_detections=optional_int("max_detections"),
         box_coder=coder, anchors=anchors)
 
