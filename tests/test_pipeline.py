@@ -52,9 +52,9 @@ def built(tmp_path_factory) -> Path:
     params_path = repo / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     params["models"] = {k: v for k, v in params["models"].items() if k in KEEP}
-    params["base"]["weights"] = "synthetic"
     params["base"]["latency"].update(repeats=2, rounds=1, warmup=1)
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    (repo / "params.local.yaml").write_text("base:\n  weights: synthetic\n")  # what `build --weights` writes
     (repo / "dvc.lock").unlink(missing_ok=True)  # this copy's own provenance starts empty
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     proc = dvc(repo, "repro")

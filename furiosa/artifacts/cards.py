@@ -17,12 +17,20 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from furiosa.artifacts.catalog.entries import Artifact, built_binary, find_entry, read_entries
-from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError, CatalogError, ModelNotFoundError, SpecError
+from furiosa.artifacts.errors import (
+    ArtifactsError,
+    BinaryNotFoundError,
+    CatalogError,
+    LockFileError,
+    ModelNotFoundError,
+    SpecError,
+)
 from furiosa.artifacts.layout import PRECISIONS, binary_relpath, metrics_relpath, model_dir
 
 __all__ = ["CARDS_DIR", "SPECS_RELPATH", "card_relpath", "code_entry", "generated_cards", "model_facts",
@@ -95,13 +103,17 @@ def read_metrics(root: Path, name: str) -> Optional[Dict[str, Any]]:
     Raises:
         SpecError: the file exists but is not a JSON object (rebuild it or `dvc checkout` it).
     """
-    path = Path(root) / metrics_relpath(name)
+    from furiosa.artifacts.storage.lockfile import contained_file
+
+    path = contained_file(root, metrics_relpath(name), what="metrics file")
+    if path is None:
+        return None
     try:
         data = json.loads(path.read_text("utf-8"))
     except FileNotFoundError:
         return None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: not valid JSON ({exc}): restore it with `dvc checkout` or rebuild") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: "[[[[..." nesting
+        raise SpecError(f"{path}: not valid JSON ({str(exc)[:200]}): restore it with `dvc checkout` or rebuild") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
@@ -112,6 +124,8 @@ def _lock_outputs(root: Path) -> Optional[Dict[str, Any]]:
 
     try:
         return read_outputs(root)
+    except LockFileError:
+        raise  # there, but unreadable: say so (exit 2), never show it as "not built"
     except BinaryNotFoundError:
         return None
 
@@ -186,23 +200,43 @@ def _postprocess(spec: Any) -> Dict[str, Any]:
     return out
 
 
+def _mapping(value: Any) -> Dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> Optional[Union[int, float]]:
+    """``value`` when it is a finite int or float (not a bool), else None: metrics.json may be anything."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if isinstance(value, int) or math.isfinite(value) else None
+
+
+def _text(value: Any) -> Optional[str]:
+    return None if value is None else str(value)[:200]
+
+
 def _metrics_summary(m: Dict[str, Any], relpath: str) -> Dict[str, Any]:
-    latency = m.get("latency") or {}
-    fp32_lat, int8_lat = latency.get("fp32") or {}, latency.get("int8") or {}
-    weights = m.get("weights") or {}
+    """The parts of metrics.json that ``show`` and the cards print, each of the type they print (numbers
+    or None, text or None), whatever the file holds (``{}``, wrong types, NaN)."""
+    latency = _mapping(m.get("latency"))
+    fp32_lat, int8_lat = _mapping(latency.get("fp32")), _mapping(latency.get("int8"))
+    weights = _mapping(m.get("weights"))
+    deployable = weights.get("deployable")
     return {
         "path": relpath,
-        "weights": {"source": weights.get("source"), "deployable": weights.get("deployable")},
-        "sizes": {"fp32_bytes": m.get("fp32_bytes"), "int8_bytes": m.get("int8_bytes"),
-                  "size_ratio": m.get("size_ratio"), "parameters": m.get("parameters")},
-        "latency": {"fp32_ms": m.get("fp32_latency_ms"), "int8_ms": m.get("int8_latency_ms"),
-                    "int8_latency_ratio": m.get("int8_latency_ratio"), "statistic": "median",
-                    "batch": int8_lat.get("batch", fp32_lat.get("batch")),
-                    "threads": int8_lat.get("threads", fp32_lat.get("threads")),
-                    "cpu_count": int8_lat.get("cpu_count", fp32_lat.get("cpu_count"))},
-        "quality": {k: m[k] for k in QUALITY_KEYS if k in m},
-        "evaluation": {"data": m.get("evaluation_data"), "inputs": m.get("evaluation_inputs")},
-        "gates": m.get("gates") or {},
+        "weights": {"source": _text(weights.get("source")),
+                    "deployable": deployable if isinstance(deployable, bool) else None},
+        "sizes": {key: _number(m.get(key)) for key in ("fp32_bytes", "int8_bytes", "size_ratio", "parameters")},
+        "latency": {"fp32_ms": _number(m.get("fp32_latency_ms")), "int8_ms": _number(m.get("int8_latency_ms")),
+                    "int8_latency_ratio": _number(m.get("int8_latency_ratio")), "statistic": "median",
+                    "batch": _number(int8_lat.get("batch", fp32_lat.get("batch"))),
+                    "threads": _number(int8_lat.get("threads", fp32_lat.get("threads"))),
+                    "cpu_count": _number(int8_lat.get("cpu_count", fp32_lat.get("cpu_count")))},
+        "quality": {k: m[k] if _number(m[k]) is not None else _text(m[k]) for k in QUALITY_KEYS if k in m},
+        "evaluation": {"data": _text(m.get("evaluation_data")), "inputs": _number(m.get("evaluation_inputs"))},
+        "gates": {str(k): {f: gate.get(f) if _number(gate.get(f)) is not None else _text(gate.get(f))
+                           for f in ("threshold", "value", "status")}
+                  for k, gate in _mapping(m.get("gates")).items() if isinstance(gate, dict)},
     }
 
 
@@ -240,13 +274,20 @@ def model_facts(root: Path, name: str, *, onnx_tensors: bool = True) -> Dict[str
                 for out in sorted((outputs or {}).values(), key=lambda o: o.path) if out.path.startswith(prefix)]
     tensors = _spec_tensors(spec)
     if onnx_tensors:
+        from furiosa.artifacts.storage.lockfile import contained_file
+
         for precision in PRECISIONS:
-            path = root / binary_relpath(name, precision)
-            if path.is_file():
+            path = contained_file(root, binary_relpath(name, precision), what="binary")
+            if path is not None:
                 tensors = {"from": binary_relpath(name, precision), **_onnx_tensors(path)}
                 break
     built_from = ((metrics or {}).get("weights") or {}).get("source")
     provenance = (metrics or {}).get("provenance") or {}
+    from furiosa.artifacts.binaries import local_binary, model_provenance
+
+    stamped = model_provenance(root, name)
+    for binary in binaries:
+        binary["present"] = binary["present"] or local_binary(root, binary["path"]) is not None
     related = [{"name": e.name, "format": e.format, "location": e.location} for e in entries
                if e.name == name or (e.format != "code" and e.location.startswith(prefix))]
     source = _weights_source(params.source if params else None)
@@ -260,7 +301,9 @@ def model_facts(root: Path, name: str, *, onnx_tensors: bool = True) -> Dict[str
         "publication": _publication(entry),
         "license": LICENSE_NOTE,
         "built": metrics is not None or any((root / binary_relpath(name, p)).is_file() for p in PRECISIONS),
-        "synthetic": built_from == "synthetic",
+        "synthetic": built_from == "synthetic" or stamped.synthetic,
+        # what the binary itself says (ONNX metadata_props); "unknown" when it carries nothing readable
+        "provenance": stamped.as_dict(),
         "deployable": ((metrics or {}).get("weights") or {}).get("deployable"),
         "weights": {"mode": mode, "source": source, "built_from": built_from, "seed": provenance.get("seed")},
         "params": None if params is None else {

@@ -146,8 +146,11 @@ class QuantizeReport:
                 for f in fields(self) for v in [getattr(self, f.name)]}
 
 
-def quantize_model(fp32: Path, *, calibration: Path, out: Path, settings: QuantSettings) -> QuantizeReport:
+def quantize_model(fp32: Path, *, calibration: Path, out: Path, settings: QuantSettings,
+                   provenance: Mapping[str, str] | None = None) -> QuantizeReport:
     """Quantize the fp32 ONNX model ``fp32`` to ``out`` with ``settings``, calibrated on ``calibration``.
+
+    ``provenance`` is written into the int8 file's ``metadata_props`` before it is renamed into place.
 
     Raises BuildError when the model or calibration set is missing or does not fit the
     model's single input, when pre-processing, quantization or the ONNX checker fails, or
@@ -195,6 +198,10 @@ def quantize_model(fp32: Path, *, calibration: Path, out: Path, settings: QuantS
                     use_external_data_format=False,
                 )
                 onnx.checker.check_model(str(tmp), full_check=True)
+                if provenance is not None:
+                    from furiosa.artifacts.provenance import stamp
+
+                    stamp(tmp, provenance)
             except ORT_ERRORS as exc:
                 raise BuildError(f"quantization of {fp32} to {out} failed: {exc}") from exc
             quantize_seconds = time.perf_counter() - start

@@ -13,15 +13,24 @@ batch, or a list/tuple of those. Grayscale is replicated to three channels, alph
 ``cv2.imread`` does), EXIF orientation is applied (as ``cv2.imread`` does). Numpy arrays are taken as RGB
 unless ``array_order="BGR"``. No torch import.
 
-Untrusted input: images larger than :data:`MAX_IMAGE_PIXELS` (100 megapixels: files, judged from their
-header before any pixel is decoded; PIL images; arrays, before any copy) raise ImageError, as do
+Untrusted input: one size guard, :func:`check_pixels`, bounds every intermediate array by
+:data:`MAX_IMAGE_PIXELS` (100 megapixels): the decoded image (files judged from their header before any
+pixel is decoded; PIL images; arrays, before any copy) and the resized image (computed before the resize
+allocates it, so a 1x20000 PNG that "short side to 256" would make 256x5,120,000 is refused at once).
+Oversized images raise ImageError, as do
 truncated or corrupt files, paths that are not regular files (directories, devices, FIFOs), 16-bit
 single-channel (``I;16``, ``I``) and float (``F``) images (convert them to 8 bits with the scaling you
-want), and every decode or mode-conversion failure. Conversions that are applied: palette (``P``,
+want), and every decode or mode-conversion failure (PNG text or ICC chunks that inflate past Pillow's
+limits, zTXt/iCCP "bombs", included). Conversions that are applied: palette (``P``,
 ``PA``) through RGBA, ``LA``/``La``/``RGBA``/``RGBa`` drop alpha, ``1``/``L`` are replicated,
 ``CMYK`` (Adobe-inverted JPEGs included, as Pillow decodes them), ``YCbCr``, ``LAB`` and ``HSV`` use
 Pillow's ``convert("RGB")`` (no ICC colour management). A 16-bit-per-channel RGB PNG is read by Pillow
 as 8-bit RGB (the high byte of each sample).
+
+Batches: :func:`preprocess` returns one stacked tensor, so it is all or nothing: the first bad image raises
+ImageError naming it (its path, or its index in the list) and nothing is returned. To keep the good
+images of a batch, preprocess them one at a time (``furiosa-artifacts predict`` does: a bad image is
+reported and the others are still predicted).
 """
 
 from __future__ import annotations
@@ -78,15 +87,22 @@ class ImageContext:
         return xy * np.array([orig_w / rs_w, orig_h / rs_h, orig_w / rs_w, orig_h / rs_h], dtype=np.float32)
 
 
-def _check_pixels(height: int, width: int, what: str) -> None:
+def check_pixels(height: int, width: int, what: str) -> None:
+    """The one image-size guard: refuse an array of ``height`` x ``width`` pixels over MAX_IMAGE_PIXELS.
+
+    Called before every allocation that scales with the image (decode, array copy, resize).
+
+    Raises:
+        ImageError: too many pixels; the message gives the size, the limit and the fix.
+    """
     if height * width > MAX_IMAGE_PIXELS:
-        raise ImageError(f"{what} of {width}x{height} = {height * width} pixels exceeds the limit of "
+        raise ImageError(f"{what} {width}x{height} = {height * width} pixels exceeds the limit of "
                          f"{MAX_IMAGE_PIXELS} (a decompression bomb?): downscale it first")
 
 
 def _from_pil(image: Image.Image) -> Image.Image:
     """An RGB, decoded image; the pixel limit is checked before anything is decoded."""
-    _check_pixels(image.height, image.width, "image")
+    check_pixels(image.height, image.width, "image")
     if image.mode not in _CONVERTIBLE_MODES:
         raise ImageError(f"unsupported PIL image mode {image.mode!r} (16-bit or float?): convert it to 8-bit RGB")
     try:
@@ -112,13 +128,15 @@ def _from_path(path: Union[str, "os.PathLike[str]"], draft_size: Optional[tuple[
     try:
         with Image.open(path) as image:
             if draft_size is not None and image.format == "JPEG" and image.mode in ("RGB", "L"):
-                _check_pixels(image.height, image.width, "image")
+                check_pixels(image.height, image.width, "image")
                 h, w = draft_size
                 image.draft(image.mode, (w, h))
             return _from_pil(image)
     except ImageError as exc:
         raise ImageError(f"cannot read image {os.fspath(path)!r}: {exc}") from exc
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        # ValueError: Pillow's "Decompressed Data Too Large" for a zTXt/iTXt/iCCP bomb; SyntaxError: its
+        # plugins' way of saying "broken file" in a few places.
         raise ImageError(f"cannot read image {os.fspath(path)!r}: {exc}") from exc
 
 
@@ -132,7 +150,7 @@ def _from_array(array: np.ndarray, *, bgr: bool) -> np.ndarray:
         raise ImageError(f"expected an HWC or HW image array, got shape {array.shape}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageError(f"image array has zero size: shape {array.shape}")
-    _check_pixels(array.shape[0], array.shape[1], "image array")
+    check_pixels(array.shape[0], array.shape[1], "image array")
     channels = array.shape[2]
     if channels == 1:
         return np.ascontiguousarray(np.repeat(array, 3, axis=2))
@@ -240,6 +258,7 @@ def preprocess_image(image: Union[Image.Image, np.ndarray], spec: ModelSpec, *, 
     if p.color == "L":
         image = (image if isinstance(image, Image.Image) else Image.fromarray(image)).convert("L")
     resized_size = _resized_size(height, width, p)
+    check_pixels(*resized_size, f"a {width}x{height} image resized to")
     array = _resize(image, resized_size, p, fast=fast)
     if array.ndim == 2:
         array = array[:, :, None]
@@ -299,7 +318,10 @@ def preprocess(images: Images, spec: Union[ModelSpec, str], *, array_order: str 
     batch = np.empty((len(decoded), *spec.input.shape), dtype=np.float32)
 
     def fill(i: int) -> ImageContext:
-        return preprocess_image(decoded[i], spec, out=batch[i], fast=fast)[1]
+        try:
+            return preprocess_image(decoded[i], spec, out=batch[i], fast=fast)[1]
+        except ImageError as exc:  # one stacked batch: all or nothing, the bad image named
+            raise ImageError(f"image {i + 1} of {len(decoded)}: {exc}" if len(decoded) > 1 else str(exc)) from exc
 
     if workers > 1:
         with ThreadPoolExecutor(min(workers, len(decoded))) as pool:

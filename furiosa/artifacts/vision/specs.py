@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import yaml
+from furiosa.artifacts.catalog._yaml import read_yaml
 
 from furiosa.artifacts.errors import ModelNotFoundError, SpecError
 
@@ -167,7 +167,9 @@ class _Field:
         return _Field(value, self.where, child)
 
     def check_keys(self, allowed: set[str]) -> None:
-        extra = sorted(set(self.value) - allowed)
+        if not isinstance(self.value, dict):
+            raise self.fail(f"expected a mapping, got {type(self.value).__name__}")
+        extra = sorted(map(str, set(self.value) - allowed))
         if extra:
             raise self.fail(f"unknown key(s) {extra}; allowed: {sorted(allowed)}")
 
@@ -331,9 +333,11 @@ def read_specs(path: Union[str, Path]) -> dict[str, ModelSpec]:
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise SpecError(f"{path}: cannot read model specs: {exc}") from exc
+        data = read_yaml(path, error=SpecError)
+    except SpecError as exc:
+        raise SpecError(f"cannot read model specs: {exc}") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read model specs: {exc.strerror or exc}") from None
     if not isinstance(data, dict) or not data:
         raise SpecError(f"{path}: expected a mapping of model name to spec")
     specs = {}
