@@ -87,10 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     lint.set_defaults(func=_cmd_lint)
 
     from furiosa.artifacts.cli_client import register as register_client
+    from furiosa.artifacts.cli_evaluate import register as register_evaluate
     from furiosa.artifacts.cli_registries import register as register_registries
     from furiosa.artifacts.cli_storage import register as register_storage
 
     register_client(sub)
+    register_evaluate(sub)
     register_storage(sub)
     register_registries(sub)
 

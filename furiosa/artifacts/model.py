@@ -100,11 +100,10 @@ class Model:
         options.log_severity_level = 3
         return ort.InferenceSession(self.source, options, providers=["CPUExecutionProvider"])
 
-    def run(self, images: Any, *, batch_size: int = 8) -> List[Any]:
-        """Preprocess, infer in batches of ``batch_size`` and postprocess; one result per image."""
+    def infer(self, tensor: Any, *, batch_size: int = 8) -> Dict[str, Any]:
+        """Run a preprocessed batch (N, ...) through ONNX Runtime in chunks of ``batch_size``; outputs by name."""
         import numpy as np
 
-        tensor, contexts = self.preprocess(images)
         input_name = self.session.get_inputs()[0].name
         output_names = [o.name for o in self.session.get_outputs()]
         chunks: Dict[str, List[Any]] = {n: [] for n in output_names}
@@ -112,8 +111,12 @@ class Model:
             values = self.session.run(None, {input_name: tensor[start:start + batch_size]})
             for key, value in zip(output_names, values):
                 chunks[key].append(value)
-        outputs = {key: np.concatenate(parts, axis=0) for key, parts in chunks.items()}
-        return self.postprocess(outputs, contexts)
+        return {key: np.concatenate(parts, axis=0) for key, parts in chunks.items()}
+
+    def run(self, images: Any, *, batch_size: int = 8) -> List[Any]:
+        """Preprocess, infer in batches of ``batch_size`` and postprocess; one result per image."""
+        tensor, contexts = self.preprocess(images)
+        return self.postprocess(self.infer(tensor, batch_size=batch_size), contexts)
 
 
 def read_binary(root: Path, relpath: str) -> bytes:
