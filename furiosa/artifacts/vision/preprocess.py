@@ -10,8 +10,9 @@ What each spec's ``preprocess`` block means, and the reference function it repro
 
 Inputs: a path (``str`` / ``os.PathLike``), a PIL image, an HWC or HW uint8 numpy array, a 4-D NHWC uint8
 batch, or a list/tuple of those. Grayscale is replicated to three channels, alpha is dropped (as
-``cv2.imread`` does), EXIF orientation is applied (as ``cv2.imread`` does). Numpy arrays are taken as RGB
-unless ``array_order="BGR"``. No torch import.
+``cv2.imread`` does), and the EXIF orientation of files and PIL images is applied or ignored as the model's
+reference loader does (spec ``preprocess.exif``: ``transpose`` as ``cv2.imread`` in MLPerf's loaders, ``ignore``
+as PIL/timm). Numpy arrays are taken as RGB unless ``array_order="BGR"``. No torch import.
 
 Untrusted input: images larger than :data:`MAX_IMAGE_PIXELS` (100 megapixels: files, judged from their
 header before any pixel is decoded; PIL images; arrays, before any copy) raise ImageError, as do
@@ -83,14 +84,14 @@ def _check_pixels(height: int, width: int, what: str) -> None:
                          f"{MAX_IMAGE_PIXELS} (a decompression bomb?): downscale it first")
 
 
-def _from_pil(image: Image.Image) -> Image.Image:
-    """An RGB, decoded image; the pixel limit is checked before anything is decoded."""
+def _from_pil(image: Image.Image, *, exif: bool = True) -> Image.Image:
+    """An RGB, decoded image, EXIF-oriented when ``exif``; the pixel limit is checked before anything is decoded."""
     _check_pixels(image.height, image.width, "image")
     if image.mode not in _CONVERTIBLE_MODES:
         raise ImageError(f"unsupported PIL image mode {image.mode!r} (16-bit or float?): convert it to 8-bit RGB")
     try:
         image.load()  # decode now: a truncated or corrupt file fails here, not later in the resize
-        if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        if exif and image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
             image = ImageOps.exif_transpose(image)
         if image.mode == "RGB":
             return image
@@ -103,12 +104,12 @@ def _from_pil(image: Image.Image) -> Image.Image:
         raise ImageError(f"cannot decode or convert the {image.mode} image to RGB: {exc}") from exc
 
 
-def _from_path(path: Union[str, "os.PathLike[str]"]) -> Image.Image:
+def _from_path(path: Union[str, "os.PathLike[str]"], *, exif: bool = True) -> Image.Image:
     if os.path.exists(path) and not os.path.isfile(path):
         raise ImageError(f"cannot read image {os.fspath(path)!r}: not a regular file (a directory, device or FIFO)")
     try:
         with Image.open(path) as image:
-            return _from_pil(image)
+            return _from_pil(image, exif=exif)
     except ImageError as exc:
         raise ImageError(f"cannot read image {os.fspath(path)!r}: {exc}") from exc
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
@@ -135,14 +136,14 @@ def _from_array(array: np.ndarray, *, bgr: bool) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def _flatten(images: Any, *, bgr: bool) -> list[Union[Image.Image, np.ndarray]]:
-    """Every input image as an RGB PIL image or an RGB uint8 HWC array."""
+def _flatten(images: Any, *, bgr: bool, exif: bool = True) -> list[Union[Image.Image, np.ndarray]]:
+    """Every input image as an RGB PIL image or an RGB uint8 HWC array (EXIF-oriented when ``exif``)."""
     if isinstance(images, (str, os.PathLike)):
-        return [_from_path(images)]
+        return [_from_path(images, exif=exif)]
     if isinstance(images, Image.Image):
         if images.width == 0 or images.height == 0:
             raise ImageError(f"PIL image has zero size: {images.size}")
-        return [_from_pil(images)]
+        return [_from_pil(images, exif=exif)]
     if isinstance(images, np.ndarray):
         if images.ndim == 4:
             if images.shape[0] == 0:
@@ -156,7 +157,7 @@ def _flatten(images: Any, *, bgr: bool) -> list[Union[Image.Image, np.ndarray]]:
         for item in images:
             if isinstance(item, (list, tuple)):
                 raise ImageError("nested lists of images are not supported: pass a flat list")
-            out.extend(_flatten(item, bgr=bgr))
+            out.extend(_flatten(item, bgr=bgr, exif=exif))
         return out
     raise ImageError(f"unsupported image input of type {type(images).__name__}: pass a path, a PIL image, "
                      "a uint8 numpy array or a list of those")
@@ -240,7 +241,7 @@ def preprocess(images: Images, spec: Union[ModelSpec, str], *,
         raise ImageError(f"array_order must be 'RGB' or 'BGR', got {array_order!r}")
     spec = load_spec(spec) if isinstance(spec, str) else spec
     tensors, contexts = [], []
-    for image in _flatten(images, bgr=array_order == "BGR"):
+    for image in _flatten(images, bgr=array_order == "BGR", exif=spec.preprocess.exif == "transpose"):
         tensor, context = preprocess_image(image, spec)
         tensors.append(tensor)
         contexts.append(context)
