@@ -58,7 +58,7 @@ def digit_one(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", ["list", "show", "verify", "predict"])
+@pytest.mark.parametrize("command", ["list", "show", "verify", "predict", "evaluate"])
 def test_every_client_command_has_help(command):
     proc = run_cli([command, "--help"])
     assert proc.returncode == 0 and f"usage: furiosa-artifacts {command}" in proc.stdout

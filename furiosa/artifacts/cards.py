@@ -471,7 +471,8 @@ def _card(facts: Dict[str, Any]) -> str:
     exif = ("EXIF orientation applied, as `cv2.imread` in the reference loader" if pre["exif"] == "transpose"
             else "EXIF orientation ignored, as the reference loader (PIL, timm) does")
     lines += ["", "## Preprocessing", "",
-              f"- decode ({exif}) to {pre['color']}; resize ({resize['mode']}) to {size} with {resize['interpolation']} "
+              f"- decode ({exif}) to {pre['color']}; resize ({resize['mode']}) to {size} with "
+              f"{resize['interpolation']} "
               f"interpolation ({resize['backend']})",
               f"- center crop {'x'.join(str(c) for c in pre['crop'])}" if pre["crop"] else "- no crop",
               f"- x = (pixel / {_num(pre['scale'], 1)} - mean) / std, mean {pre['mean']}, std {pre['std']}; "

@@ -126,7 +126,8 @@ def agreement_detection(fp32_dets: Sequence[Any], int8_dets: Sequence[Any], *, i
         f1 = 2 * precision * recall / (precision + recall) if matched else 0.0
         mean_iou = float(np.mean(ious)) if ious else 0.0
     return {"int8_vs_fp32_detection_precision": precision, "int8_vs_fp32_detection_recall": recall,
-            "int8_vs_fp32_detection_f1": f1, "int8_vs_fp32_mean_iou": mean_iou, "num_fp32_detections": n_ref, "num_int8_detections": n_int8,
+            "int8_vs_fp32_detection_f1": f1, "int8_vs_fp32_mean_iou": mean_iou, "num_fp32_detections": n_ref,
+            "num_int8_detections": n_int8,
             "num_matched": matched}
 
 

@@ -21,8 +21,8 @@ SPECS_PATH = Path(__file__).with_name("specs.yaml")
 TASKS = ("classification", "detection")
 # label set -> number of network outputs it names (with label_offset 0)
 LABEL_SETS = {"imagenet": 1000, "coco91": 91, "coco80": 81, "digits": 10}
-COLORS = {"RGB": 3, "BGR": 3, "L": 1}
-EXIF_MODES = ("transpose", "ignore")  # what the model's reference image loader does with EXIF orientation  # network channel order -> channel count
+COLORS = {"RGB": 3, "BGR": 3, "L": 1}  # network channel order -> channel count
+EXIF_MODES = ("transpose", "ignore")  # what the model's reference image loader does with EXIF orientation
 INTERPOLATIONS = {"pil": ("nearest", "bilinear", "bicubic", "lanczos"),
                   "cv2": ("nearest", "bilinear", "bicubic", "area", "lanczos")}
 
