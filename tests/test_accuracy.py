@@ -227,3 +227,22 @@ def test_cli_evaluate_coco_with_an_ssd(tmp_path):
     evaluator.summarize()
     assert report["int8"]["map"] == pytest.approx(evaluator.stats[0], abs=1e-12)
     assert report["int8"]["map50"] == pytest.approx(evaluator.stats[1], abs=1e-12)
+
+
+def test_accuracy_metrics_for_metrics_json_and_gates():
+    from furiosa.artifacts.accuracy import AccuracyReport
+    from furiosa.artifacts.build.evaluate import check_gates
+    from furiosa.artifacts.errors import GateError
+    from furiosa.artifacts.pipeline.stages import accuracy_metrics
+
+    report = AccuracyReport(kind="coco", dataset={"kind": "coco", "images": "val", "annotations": "a.json"},
+                            count=300, metrics={"fp32": {"map": 0.5, "map50": 0.8}, "int8": {"map": 0.49, "map50": 0.8}})
+    flat = accuracy_metrics(report, {"metric": "map", "value": 0.52, "source": "x"})
+    assert flat["fp32_map50"] == 0.8 and flat["int8_map_ratio"] == pytest.approx(0.98)
+    assert flat["int8_map50_ratio"] == 1.0 and flat["int8_accuracy_ratio"] == pytest.approx(0.98)
+    assert flat["accuracy_drop"] == pytest.approx(0.01) and flat["fp32_published_gap"] == pytest.approx(0.02)
+    assert flat["accuracy"]["count"] == 300 and flat["accuracy"]["metric"] == "map"
+    check_gates("DigitsSSD", flat, {"fp32_map50_min": 0.8, "int8_map50_ratio_min": 0.99})
+    with pytest.raises(GateError, match="int8_map_ratio 0.98 < gate int8_map_ratio_min 0.99"):
+        check_gates("DigitsSSD", flat, {"int8_map_ratio_min": 0.99})
+    assert "fp32_published_gap" not in accuracy_metrics(report, None)

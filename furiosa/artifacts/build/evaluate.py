@@ -50,6 +50,9 @@ GATES: dict[str, tuple[str, str]] = {
     "int8_accuracy_ratio_min": ("int8_accuracy_ratio", "min"),
     "accuracy_drop_max": ("accuracy_drop", "max"),
     "fp32_published_gap_max": ("fp32_published_gap", "max"),
+    # the same per figure: fp32 floors (a model trained here) and int8 / fp32 ratios
+    **{f"fp32_{k}_min": (f"fp32_{k}", "min") for k in ("top1", "top5", "map", "map50")},
+    **{f"int8_{k}_ratio_min": (f"int8_{k}_ratio", "min") for k in ("top1", "top5", "map", "map50")},
     # classification: int8 vs fp32 agreement on the same inputs
     "int8_vs_fp32_top1_agreement_min": ("int8_vs_fp32_top1_agreement", "min"),
     "int8_vs_fp32_top5_overlap_min": ("int8_vs_fp32_top5_overlap", "min"),
@@ -64,7 +67,9 @@ GATES: dict[str, tuple[str, str]] = {
 }
 #: Gates that need a labelled dataset (and, for fp32_published_gap, a published figure): reported
 #: ``not_applicable`` while the evaluation set is the offline sample photos.
-DATASET_GATES = frozenset({"int8_accuracy_ratio_min", "accuracy_drop_max", "fp32_published_gap_max"})
+DATASET_GATES = frozenset({"int8_accuracy_ratio_min", "accuracy_drop_max", "fp32_published_gap_max",
+                           *(f"fp32_{k}_min" for k in ("top1", "top5", "map", "map50")),
+                           *(f"int8_{k}_ratio_min" for k in ("top1", "top5", "map", "map50"))})
 WEIGHT_SOURCES = ("url", "file", "train", "synthetic")
 
 

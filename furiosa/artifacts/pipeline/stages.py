@@ -152,10 +152,13 @@ def _models(name: str, fp32: Path, int8: Path) -> Dict[str, Any]:
 
 
 def accuracy_metrics(report: Any, published: Dict[str, Any] | None) -> Dict[str, Any]:
-    """Flat accuracy metrics (``fp32_top1`` ...), the int8/fp32 ratio and drop on the primary metric
-    (top1 or map), and the gap to the published fp32 figure, from an :class:`AccuracyReport`."""
+    """Flat accuracy metrics (``fp32_top1`` ...), int8/fp32 ratios per figure (``int8_map50_ratio`` ...),
+    the ratio and drop on the primary metric (top1 or map: ``int8_accuracy_ratio``, ``accuracy_drop``), and
+    the gap to the published fp32 figure, from an :class:`AccuracyReport`."""
     primary = "top1" if report.kind == "imagenet" else "map"
     flat: Dict[str, Any] = {f"{p}_{k}": v for p, values in report.metrics.items() for k, v in values.items()}
+    flat.update({f"int8_{k}_ratio": report.metrics["int8"][k] / v if v > 0 else 0.0
+                 for k, v in report.metrics["fp32"].items()})
     fp32, int8 = report.metrics["fp32"][primary], report.metrics["int8"][primary]
     flat.update(int8_accuracy_ratio=int8 / fp32 if fp32 > 0 else 0.0, accuracy_drop=fp32 - int8)
     if published is not None and published["metric"] == primary:
