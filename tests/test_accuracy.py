@@ -236,7 +236,8 @@ def test_accuracy_metrics_for_metrics_json_and_gates():
     from furiosa.artifacts.pipeline.stages import accuracy_metrics
 
     report = AccuracyReport(kind="coco", dataset={"kind": "coco", "images": "val", "annotations": "a.json"},
-                            count=300, metrics={"fp32": {"map": 0.5, "map50": 0.8}, "int8": {"map": 0.49, "map50": 0.8}})
+                            count=300, metrics={"fp32": {"map": 0.5, "map50": 0.8},
+                                                "int8": {"map": 0.49, "map50": 0.8}})
     flat = accuracy_metrics(report, {"metric": "map", "value": 0.52, "source": "x"})
     assert flat["fp32_map50"] == 0.8 and flat["int8_map_ratio"] == pytest.approx(0.98)
     assert flat["int8_map50_ratio"] == 1.0 and flat["int8_accuracy_ratio"] == pytest.approx(0.98)
