@@ -100,10 +100,10 @@ def test_docs_check_flags_a_card_whose_metrics_or_params_changed(digits_copy):
     params = digits_copy / "params.yaml"
     params.write_text(params.read_text().replace("quantization: {method: MinMax, per_channel: true, activation_type: "
                                                  "QUInt8, weight_type: QInt8, quant_format: QDQ}\n    evaluation: "
-                                                 "{data: heldout",
+                                                 "{data: imagenet, path: data/DigitsConvNet/heldout",
                                                  "quantization: {method: MinMax, per_channel: false, activation_type: "
                                                  "QUInt8, weight_type: QInt8, quant_format: QDQ}\n    evaluation: "
-                                                 "{data: heldout", 1))
+                                                 "{data: imagenet, path: data/DigitsConvNet/heldout", 1))
     assert stale_docs(digits_copy) == [digits_copy / card_relpath("DigitsConvNet")]
     assert run_cli(["docs", "--root", str(digits_copy)]).returncode == 0
     assert ", per channel" not in (digits_copy / card_relpath("DigitsConvNet")).read_text()
