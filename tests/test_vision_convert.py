@@ -14,7 +14,8 @@ import torchvision
 from onnx import helper, numpy_helper
 
 from furiosa.artifacts.errors import BuildError
-from furiosa.artifacts.vision.convert import load_into, load_state_dict_file, state_dict_from_onnx
+from furiosa.artifacts.vision.convert import load_into, load_state_dict_file
+from furiosa.artifacts.vision.convert_onnx import state_dict_from_onnx
 from furiosa.artifacts.vision.models import create_model
 from furiosa.artifacts.vision.specs import load_spec
 

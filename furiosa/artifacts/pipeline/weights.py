@@ -68,7 +68,7 @@ def _converted_state(model: ModelParams, path: Path) -> Dict[str, Any]:
 
         return load_state_dict_file(path)
     if convert == "mlperf_onnx":
-        from furiosa.artifacts.vision.convert import state_dict_from_onnx
+        from furiosa.artifacts.vision.convert_onnx import state_dict_from_onnx
 
         return state_dict_from_onnx(path, model.name)
     raise SpecError(f"params.yaml: models.{model.name}.source.convert: {convert!r} is not one of "
