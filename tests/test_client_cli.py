@@ -80,7 +80,7 @@ def test_list_prints_a_table_with_built_and_synthetic_columns():
 
 def test_list_filters_by_loose_wildcard_and_task():
     rows = cli_json("list", "*SSD*")
-    assert [r["name"] for r in rows] == ["MLCommonsSSDResNet34", "MLCommonsSSDMobileNet"]
+    assert [r["name"] for r in rows] == ["MLCommonsSSDResNet34", "MLCommonsSSDMobileNet", "DigitsSSD"]
     assert {r["task"] for r in rows} == {"detection"} and all(r["int8"] for r in rows)
     assert [r["synthetic"] for r in rows] == [SYNTHETIC[r["name"]] for r in rows]
     assert [r["name"] for r in cli_json("list", "mlcommons-ssd-mobile*")] == ["MLCommonsSSDMobileNet"]

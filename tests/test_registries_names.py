@@ -20,6 +20,7 @@ EXPECTED = {
     "MLCommonsSSDResNet34": "mlcommons-ssd-resnet34",
     "MLCommonsSSDMobileNet": "mlcommons-ssd-mobilenet",
     "DigitsConvNet": "digits-convnet",
+    "DigitsSSD": "digits-ssd",
 }
 
 

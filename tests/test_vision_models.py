@@ -16,7 +16,7 @@ from furiosa.artifacts.vision.models import create_model, list_models
 from furiosa.artifacts.vision.specs import list_specs, load_spec
 
 CLASSIFIERS = ["MLCommonsResNet50", "EfficientNetV2_S", "DigitsConvNet"]
-DETECTORS = ["MLCommonsSSDResNet34", "MLCommonsSSDMobileNet"]
+DETECTORS = ["MLCommonsSSDResNet34", "MLCommonsSSDMobileNet", "DigitsSSD"]
 
 
 def _seeded(name: str) -> torch.nn.Module:
@@ -36,7 +36,7 @@ def test_every_spec_has_a_network():
         create_model("SSDMobileNetV2")
 
 
-@pytest.mark.parametrize("name", CLASSIFIERS + ["MLCommonsSSDMobileNet"])
+@pytest.mark.parametrize("name", CLASSIFIERS + ["MLCommonsSSDMobileNet", "DigitsSSD"])
 def test_output_shapes(name):
     spec = load_spec(name)
     outputs = _outputs(_seeded(name), torch.randn(2, *spec.input.shape))
@@ -140,13 +140,34 @@ def _mark_resnet34_heads(model) -> None:
                 conf.bias[torch.arange(81) * nd + d] = torch.arange(81, dtype=torch.float32) + 1000 * d
 
 
+def _mark_digits_ssd_heads(model) -> None:
+    for k, (loc, conf) in enumerate(zip(model.loc, model.conf)):
+        nd = loc.out_channels // 4
+        classes = conf.out_channels // nd
+        for conv in (loc, conf):  # 3x3, stride 1, padding 1: output (r, c) reads its centre tap at (r, c)
+            conv.register_forward_pre_hook(lambda m, args: (_coordinate_map(args[0], 1),))
+        with torch.no_grad():
+            for param in (*loc.parameters(), *conf.parameters()):
+                param.zero_()
+            for d in range(nd):  # DigitsSSD: channel = d * 4 + coordinate, d * classes + class
+                loc.weight[d * 4 + 0, 0, 1, 1] = 1.0
+                loc.weight[d * 4 + 1, 1, 1, 1] = 1.0
+                loc.bias[d * 4 + 2] = d
+                loc.bias[d * 4 + 3] = k
+                conf.bias[d * classes:(d + 1) * classes] = torch.arange(classes, dtype=torch.float32) + 1000 * d
+
+
+MARKERS = {"MLCommonsSSDMobileNet": _mark_mobilenet_heads, "MLCommonsSSDResNet34": _mark_resnet34_heads,
+           "DigitsSSD": _mark_digits_ssd_heads}
+
+
 @pytest.mark.parametrize("name", DETECTORS)
 def test_head_rows_follow_the_numpy_anchor_order(name):
     spec = load_spec(name)
     model = create_model(name)
     anchor_spec = spec.postprocess.anchors
     anchors = generate_anchors(anchor_spec)
-    (_mark_mobilenet_heads if name == "MLCommonsSSDMobileNet" else _mark_resnet34_heads)(model)
+    MARKERS[name](model)
     loc, conf = _outputs(model, torch.zeros(1, *spec.input.shape))
     row, col, box, layer = np.rint(loc[0].T).astype(int)
     assert np.array_equal(np.rint(conf[0] - 1000 * box[:, None]), np.tile(np.arange(spec.num_classes), (len(box), 1)))
@@ -160,11 +181,12 @@ def test_head_rows_follow_the_numpy_anchor_order(name):
         np.testing.assert_allclose(np.stack([y2 - y1, x2 - x1], 1), sizes, atol=1e-6)
     else:
         cx, cy, w, h = anchors.T
-        fk = np.array([1200 // anchor_spec.steps[k] for k in layer])
+        size = anchor_spec.image_size[0]
+        fk = np.array([size // anchor_spec.steps[k] for k in layer])
         np.testing.assert_allclose(cy, np.clip((row + 0.5) / fk, 0, 1), atol=1e-6)
         np.testing.assert_allclose(cx, np.clip((col + 0.5) / fk, 0, 1), atol=1e-6)
-        for k in range(6):  # models/ssd_r34.py DefaultBoxes: (sk1, sk1), (sk3, sk3), then (w, h), (h, w) per ratio
-            sk1, sk2 = anchor_spec.scales[k] / 1200, anchor_spec.scales[k + 1] / 1200
+        for k in range(len(anchor_spec.feature_maps)):  # models/ssd_r34.py DefaultBoxes: (sk1, sk1), (sk3, sk3),
+            sk1, sk2 = anchor_spec.scales[k] / size, anchor_spec.scales[k + 1] / size  # then (w, h), (h, w) per ratio
             sizes = [(sk1, sk1), (np.sqrt(sk1 * sk2),) * 2]
             for ratio in anchor_spec.aspect_ratios[k]:
                 sizes += [(sk1 * np.sqrt(ratio), sk1 / np.sqrt(ratio)), (sk1 / np.sqrt(ratio), sk1 * np.sqrt(ratio))]

@@ -15,7 +15,8 @@ from furiosa.artifacts.errors import ModelNotFoundError, SpecError
 from furiosa.artifacts.vision.labels import label_set
 from furiosa.artifacts.vision.specs import SPECS_PATH, DefaultBoxSpec, list_specs, load_spec, read_specs
 
-CATALOG = ["MLCommonsResNet50", "EfficientNetV2_S", "MLCommonsSSDResNet34", "MLCommonsSSDMobileNet", "DigitsConvNet"]
+CATALOG = ["MLCommonsResNet50", "EfficientNetV2_S", "MLCommonsSSDResNet34", "MLCommonsSSDMobileNet", "DigitsConvNet",
+           "DigitsSSD"]
 # COCO 2017 category ids in instances_val2017.json order (the 80 used of 1..90)
 COCO80_IDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
               31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56,

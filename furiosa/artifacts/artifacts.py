@@ -34,3 +34,8 @@ def MLCommonsSSDMobileNet(*, precision: str = "int8") -> Model:
 def DigitsConvNet(*, precision: str = "int8") -> Model:
     """DigitsConvNet, 8x8 handwritten digit classifier trained in the pipeline (scikit-learn digits)."""
     return load_from_repo("DigitsConvNet", precision=precision)
+
+
+def DigitsSSD(*, precision: str = "int8") -> Model:
+    """DigitsSSD, a small SSD detector for digits (64x64) trained in the pipeline on a generated COCO dataset."""
+    return load_from_repo("DigitsSSD", precision=precision)

@@ -12,7 +12,10 @@ from furiosa.artifacts.errors import SpecError
 
 PARAMS_FILE = "params.yaml"
 WEIGHT_MODES = ("official", "synthetic")
-MODEL_KEYS = {"network", "source", "export", "calibration", "quantization", "evaluation", "gates", "published"}
+MODEL_KEYS = {"network", "data", "source", "export", "calibration", "quantization", "evaluation", "gates",
+              "published"}
+MODEL_REQUIRED = MODEL_KEYS - {"data"}
+DEFAULT_DATA = "data/samples"
 BASE_KEYS = {"seed", "weights", "latency"}
 LATENCY_KEYS = {"warmup", "repeats", "threads", "batch", "rounds"}
 SAMPLES_KEYS = {"count", "size", "seed"}
@@ -50,6 +53,9 @@ class ModelParams:
     def real_evaluation(self) -> bool:
         """Whether the evaluation set is a real labelled dataset (the accuracy gates bind)."""
         return self.evaluation["data"] in REAL_DATA_KINDS
+    # the image data a trained model's weights stage trains on (e.g. data/digits_detection); the calibration
+    # and evaluation datasets are the `path`s of those sections
+    data: str = DEFAULT_DATA
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class Params:
     latency: Dict[str, int]
     samples: Dict[str, Any]
     models: Dict[str, ModelParams]
+    digits_detection: Dict[str, Any] | None = None  # the generated detection dataset (DigitsSSD)
 
     def model(self, name: str) -> ModelParams:
         """The section of ``name``. Raises SpecError naming the known models."""
@@ -122,6 +129,13 @@ def _published(where: str, value: Any) -> Dict[str, Any] | None:
     return published
 
 
+def _data_path(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value or value.startswith("/") or ".." in Path(value).parts:
+        raise SpecError(f"{where}: expected a relative path inside the repository such as {DEFAULT_DATA}, "
+                        f"got {value!r}")
+    return value
+
+
 def load_params(path: Path) -> Params:
     """Read and validate params.yaml.
 
@@ -136,7 +150,8 @@ def load_params(path: Path) -> Params:
         raise SpecError(f"{path}: no such file (the pipeline's build recipe)") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: invalid YAML: {exc}") from None
-    top = _keys(f"{path}", raw, {"base", "samples", "models"})
+    top = _keys(f"{path}", raw, {"base", "samples", "models", "digits_detection"},
+                required={"base", "samples", "models"})
     base = _keys(f"{path}: base", top["base"], BASE_KEYS)
     if base["weights"] not in WEIGHT_MODES:
         raise SpecError(f"{path}: base.weights: {base['weights']!r} is not one of {', '.join(WEIGHT_MODES)}")
@@ -150,7 +165,7 @@ def load_params(path: Path) -> Params:
         raise SpecError(f"{path}: models: expected a non-empty mapping of catalog names")
     for name, section in top["models"].items():
         where = f"{path}: models.{name}"
-        m = _keys(where, section, MODEL_KEYS)
+        m = _keys(where, section, MODEL_KEYS, required=MODEL_REQUIRED)
         export = _keys(f"{where}.export", m["export"], EXPORT_KEYS)
         _positive_int(f"{where}.export.opset", export["opset"], minimum=7)
         if not isinstance(m["source"], Mapping) or "type" not in m["source"]:
@@ -161,6 +176,13 @@ def load_params(path: Path) -> Params:
             quantization=dict(m["quantization"]),
             evaluation=_data(f"{where}.evaluation", m["evaluation"], section="evaluation"),
             gates=dict(m["gates"] or {}), published=_published(f"{where}.published", m.get("published")),
+            data=_data_path(f"{where}.data", m.get("data", DEFAULT_DATA)),
         )
+    detection = top.get("digits_detection")
+    if detection is not None:
+        from furiosa.artifacts.pipeline.digits_detection import DatasetParams
+
+        DatasetParams.from_params(detection, where=f"{path}: digits_detection")
     return Params(path=path, seed=_positive_int(f"{path}: base.seed", base["seed"], minimum=0),
-                  weights=base["weights"], latency=latency, samples=samples, models=models)
+                  weights=base["weights"], latency=latency, samples=samples, models=models,
+                  digits_detection=dict(detection) if detection is not None else None)

@@ -136,10 +136,7 @@ def _run(path: Path, tensor: np.ndarray, *, threads: int, batch: int = 8) -> Dic
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def _detections(outputs: Dict[str, np.ndarray], contexts: List[Any], spec: Any) -> List[np.ndarray]:
-    from furiosa.artifacts.vision.postprocess import postprocess
-
-    per_image = postprocess(outputs, contexts, spec)
+def _detections(per_image: List[List[Any]]) -> List[np.ndarray]:
     return [np.array([[*d.box, d.score, d.category_id] for d in dets], dtype=np.float64).reshape(-1, 6)
             for dets in per_image]
 

@@ -76,8 +76,11 @@ def _converted_state(model: ModelParams, path: Path) -> Dict[str, Any]:
 
 
 def produce_weights(params: Params, name: str, *, out: Path, record: Path, repo_root: Path,
-                    progress: bool = True) -> Dict[str, Any]:
+                    progress: bool = True, data: Path | None = None) -> Dict[str, Any]:
     """Write ``out`` (state_dict) and ``record`` (provenance JSON) for model ``name``.
+
+    ``data`` is the model's dataset directory (params ``models.<name>.data``, relative to ``repo_root`` by
+    default); only a detector trained in the pipeline reads it.
 
     Raises:
         SpecError: invalid source section.
@@ -92,10 +95,20 @@ def produce_weights(params: Params, name: str, *, out: Path, record: Path, repo_
     kind = model.source["type"]
     provenance: Dict[str, Any] = {"model": name, "type": kind}
     if kind == "train":
-        from furiosa.artifacts.build.train import train_digits, validate_train_params
+        where = f"params.yaml: models.{name}.source.train"
+        recipe = model.source.get("train") or {}
+        if isinstance(recipe, dict) and recipe.get("dataset") == "digits-detection":
+            from furiosa.artifacts.build.train_detector import train_detector, validate_detector_params
 
-        train = validate_train_params(model.source.get("train") or {}, where=f"params.yaml: models.{name}.source.train")
-        state, report = train_digits(train, seed=params.seed)
+            train = validate_detector_params(recipe, where=where)
+            dataset = Path(data) if data is not None else repo_root / model.data
+            state, report = train_detector(train, data=dataset, seed=params.seed, name=name)
+            provenance.update(data=model.data)
+        else:
+            from furiosa.artifacts.build.train import train_digits, validate_train_params
+
+            train = validate_train_params(recipe, where=where)
+            state, report = train_digits(train, seed=params.seed)
         provenance.update(source="train", synthetic=False, seed=params.seed, train=train, report=report)
     elif kind == "synthetic" or (kind in ("url", "file") and params.weights == "synthetic"):
         state = _synthetic_state(name, params.seed)

@@ -42,7 +42,10 @@ def _read(filename: str) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=None)
 def label_set(name: str) -> LabelSet:
-    """The label set ``name`` ("imagenet", "coco91", "coco80", "digits"). Raises SpecError for an unknown name."""
+    """The label set ``name`` ("imagenet", "coco91", "coco80", "digits", "digits_coco").
+
+    Raises SpecError for an unknown name.
+    """
     if name == "imagenet":
         names = _read("imagenet_classes.txt")
         return LabelSet(names=names, category_ids=tuple(range(len(names))))
@@ -54,4 +57,6 @@ def label_set(name: str) -> LabelSet:
         return LabelSet(names=tuple(coco[i] for i in used), category_ids=tuple(used))
     if name == "digits":
         return LabelSet(names=tuple(str(i) for i in range(10)), category_ids=tuple(range(10)))
-    raise SpecError(f"unknown label set {name!r}; known: imagenet, coco91, coco80, digits")
+    if name == "digits_coco":  # the generated digits detection dataset: category id d + 1 is digit d
+        return LabelSet(names=(BACKGROUND, *(f"digit {i}" for i in range(10))), category_ids=tuple(range(11)))
+    raise SpecError(f"unknown label set {name!r}; known: imagenet, coco91, coco80, digits, digits_coco")

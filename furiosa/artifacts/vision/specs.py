@@ -20,7 +20,7 @@ SPECS_PATH = Path(__file__).with_name("specs.yaml")
 
 TASKS = ("classification", "detection")
 # label set -> number of network outputs it names (with label_offset 0)
-LABEL_SETS = {"imagenet": 1000, "coco91": 91, "coco80": 81, "digits": 10}
+LABEL_SETS = {"imagenet": 1000, "coco91": 91, "coco80": 81, "digits": 10, "digits_coco": 11}
 COLORS = {"RGB": 3, "BGR": 3, "L": 1}  # network channel order -> channel count
 EXIF_MODES = ("transpose", "ignore")  # what the model's reference image loader does with EXIF orientation
 INTERPOLATIONS = {"pil": ("nearest", "bilinear", "bicubic", "lanczos"),
@@ -140,6 +140,7 @@ class ModelSpec:
     num_classes: int
     label_offset: int
     labels: str  # "imagenet" | "coco91" (index = COCO id) | "coco80" (contiguous, 0 = background) | "digits"
+    #              | "digits_coco" (0 = background, index = category id of the generated digits dataset)
     # processing
     preprocess: PreprocessSpec
     postprocess: PostprocessSpec

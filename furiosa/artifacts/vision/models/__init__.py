@@ -46,12 +46,22 @@ def _digits(num_classes: int) -> torch.nn.Module:
     return DigitsConvNet(num_classes=num_classes)
 
 
+def _digits_ssd(num_classes: int) -> torch.nn.Module:
+    from furiosa.artifacts.vision.anchors import anchors_per_location
+    from furiosa.artifacts.vision.models.digits_ssd import DigitsSSD
+
+    spec = load_spec("DigitsSSD")
+    return DigitsSSD(num_classes=num_classes, in_channels=spec.input.channels,
+                     boxes_per_location=anchors_per_location(spec.postprocess.anchors))
+
+
 _BUILDERS: dict[str, Callable[[int], torch.nn.Module]] = {
     "MLCommonsResNet50": _resnet50,
     "EfficientNetV2_S": _efficientnetv2_s,
     "MLCommonsSSDResNet34": _ssd_resnet34,
     "MLCommonsSSDMobileNet": _ssd_mobilenet,
     "DigitsConvNet": _digits,
+    "DigitsSSD": _digits_ssd,
 }
 
 
