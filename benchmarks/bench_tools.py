@@ -148,7 +148,7 @@ def _copy_repo(dest: Path) -> None:
     """Git-visible files, dvc.lock, .dvc/config, and the pipeline outputs (models/, data/); no DVC cache."""
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True,
                             check=True).stdout.decode().split("\0")
-    for rel in [r for r in listed if r] + ["dvc.lock", ".dvc/config", ".dvcignore"]:
+    for rel in [r for r in listed if r] + ["dvc.lock", "params.local.yaml", ".dvc/config", ".dvcignore"]:
         src = REPO / rel
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -10,12 +10,15 @@ from furiosa.artifacts.pipeline.stages import export_stage
 
 
 def main(args: argparse.Namespace) -> None:
-    export_stage(load_params(args.params), args.model, weights=args.weights, out=args.out, report=args.report)
+    export_stage(load_params(args.params), args.model, weights=args.weights, out=args.out, report=args.report,
+                 record=args.record)
 
 
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
     parser.add_argument("--weights", type=Path, required=True)
+    parser.add_argument("--record", type=Path, required=True,
+                        help="weights.json of the weights stage (the provenance stamped into the ONNX)")
     parser.add_argument("--out", type=Path, required=True, help="fp32 ONNX to write")
     parser.add_argument("--report", type=Path, required=True, help="export report JSON to write")
     sys.exit(run_stage(main, parser))

@@ -25,7 +25,8 @@ def repo_files(root: Path = REPO_ROOT) -> List[str]:
 def copy_repo(dest: Path, *, extra: Iterable[str] = ()) -> Path:
     """Copy the repository's shippable files (plus ``extra`` relative paths) into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
-    for rel in list(repo_files()) + list(extra):
+    local = [p for p in ("params.local.yaml",) if (REPO_ROOT / p).is_file()]  # this workspace's (ignored) build mode
+    for rel in list(repo_files()) + local + list(extra):
         src = REPO_ROOT / rel
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -35,6 +36,9 @@ def copy_repo(dest: Path, *, extra: Iterable[str] = ()) -> Path:
             shutil.copytree(src, target, dirs_exist_ok=True)
         else:
             shutil.copy2(src, target)
+    # the copy keeps its remote inside itself (../.dvc-storage from .dvc), never the per-user default remote
+    (dest / ".dvc").mkdir(exist_ok=True)
+    (dest / ".dvc" / "config.local").write_text("['remote \"local\"']\n    url = ../.dvc-storage\n")
     return dest
 
 

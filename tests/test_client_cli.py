@@ -65,16 +65,17 @@ def test_every_client_command_has_help(command):
     assert "--json" in proc.stdout and "--root" in proc.stdout
 
 
-def test_list_prints_a_table_with_built_and_synthetic_columns():
+def test_list_prints_a_table_with_built_and_weights_columns():
     proc = run_cli(["list"])
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].split() == ["name", "family", "version", "task", "input", "int8", "synthetic"]
+    assert lines[0].split() == ["name", "family", "version", "task", "input", "int8", "weights"]
     rows = {line.split()[0]: line for line in lines[1:]}
     assert list(rows) == CODE_ENTRIES
-    assert not SYNTHETIC["DigitsConvNet"] and rows["DigitsConvNet"].split()[-2:] == ["built", "no"]
-    for name, synthetic in SYNTHETIC.items():
-        assert rows[name].split()[-2:] == ["built", "SYNTHETIC" if synthetic else "no"]
+    assert not SYNTHETIC["DigitsConvNet"] and rows["DigitsConvNet"].split()[-2:] == ["local", "train"]
+    for name, synthetic in SYNTHETIC.items():  # what each binary's provenance says; never shown as real unless so
+        assert rows[name].split()[-2] == "local"
+        assert (rows[name].split()[-1] in ("official", "train")) is not synthetic
     assert "3x224x224" in rows["MLCommonsResNet50"] and "classification" in rows["MLCommonsResNet50"]
 
 

@@ -88,6 +88,8 @@ def test_every_problem_is_collected_before_exiting(digits_copy):
         ("models/DigitsConvNet/int8.onnx", "tensors"),
         ("models/DigitsConvNet/fp32.onnx", "file-size"),
         ("models/DigitsConvNet/int8.onnx", "file-size"),
+        ("models/DigitsConvNet/fp32.onnx", "provenance"),  # truncated: unreadable, so unknown
+        ("models/DigitsConvNet/int8.onnx", "provenance"),  # its fp32_md5 is not the truncated file's
     }, model["problems"]
     assert report["problems"] == len(model["problems"]) and report["ok"] is False
     tensors = next(p for p in model["problems"] if p["check"] == "tensors")
@@ -122,3 +124,25 @@ def test_no_lock_no_build_and_unknown_names(digits_copy, tmp_path):
     assert checks == {"lock", "missing"}
     unknown = verify(bare, "NoSuchNet")
     assert unknown.returncode == 1 and "no catalog entry 'NoSuchNet'" in unknown.stderr
+
+
+def test_missing_or_inconsistent_provenance_is_a_problem(digits_copy):
+    import onnx
+
+    from furiosa.artifacts.provenance import PREFIX
+
+    clean = json.loads(verify(digits_copy, "digits-conv", "--json").stdout)["models"][0]
+    assert clean["weights"] == "train" and any(c.startswith("provenance ") for c in clean["checked"])
+    path = digits_copy / "models/DigitsConvNet/int8.onnx"
+    model = onnx.load(str(path))
+    for prop in model.metadata_props:
+        if prop.key == PREFIX + "fp32_md5":
+            prop.value = "0" * 32
+    onnx.save(model, str(path))
+    report = json.loads(verify(digits_copy, "digits-conv", "--json").stdout)["models"][0]
+    assert any(p["check"] == "provenance" and "quantized from an fp32 binary" in p["message"]
+               for p in report["problems"])
+    del model.metadata_props[:]
+    onnx.save(model, str(path))
+    proc = verify(digits_copy, "digits-conv")
+    assert proc.returncode == 1 and "provenance unknown" in proc.stdout and "weights UNKNOWN" in proc.stdout

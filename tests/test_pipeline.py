@@ -73,9 +73,9 @@ def built(tmp_path_factory) -> Path:
     ssd["calibration"] = {"data": "coco", "path": str(coco), "images": "val", "count": 4, "offset": 0}
     ssd["evaluation"] = {"data": "coco", "path": str(coco), "images": "val",
                          "annotations": "annotations/instances_val.json", "count": None, "offset": 0}
-    params["base"]["weights"] = "synthetic"
     params["base"]["latency"].update(repeats=2, rounds=1, warmup=1)
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    (repo / "params.local.yaml").write_text("base:\n  weights: synthetic\n")  # what `build --weights` writes
     (repo / "dvc.lock").unlink(missing_ok=True)  # this copy's own provenance starts empty
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     proc = dvc(repo, "repro")

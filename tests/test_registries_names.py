@@ -7,7 +7,7 @@ import re
 import pytest
 
 from conftest import REPO_ROOT
-from furiosa.artifacts.catalog.entries import find_entry, normalize_name, read_entries
+from furiosa.artifacts.catalog.entries import find_entry, lookup, normalize_name, read_entries
 from furiosa.artifacts.errors import ModelNotFoundError
 from furiosa.artifacts.registries.names import DVC_NAME_PATTERN, catalog_name, dvc_name, semver, words
 from test_registries_support import CODE_MODELS, DOC, doc_blocks
@@ -48,11 +48,12 @@ def test_dvc_names_satisfy_dvc_and_round_trip(name):
 
 
 @pytest.mark.parametrize("name", CODE)
-def test_the_loose_catalog_lookup_already_accepts_int8_dvc_names(name):
+def test_the_loose_catalog_lookup_accepts_dvc_names(name):
     assert normalize_name(dvc_name(name)) == normalize_name(name)
     assert find_entry(ENTRIES, dvc_name(name)).name == name
-    with pytest.raises(ModelNotFoundError):  # the fp32 suffix needs catalog_name
-        find_entry(ENTRIES, dvc_name(name, "fp32"))
+    # the fp32 suffix is undone by catalog_name, which the lookup tries too (it fixes the precision)
+    assert find_entry(ENTRIES, dvc_name(name, "fp32")).name == name
+    assert lookup(ENTRIES, dvc_name(name, "fp32")) == (find_entry(ENTRIES, name), "fp32")
 
 
 def test_unknown_dvc_name_lists_the_known_ones():

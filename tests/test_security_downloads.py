@@ -55,6 +55,30 @@ class _Hostile(BaseHTTPRequestHandler):
                 while self.server.sent < ENDLESS_CAP:
                     self.wfile.write(chunk)
                     self.server.sent += len(chunk)
+            elif self.path.startswith("/busy-"):  # /busy-<kind>/...: 503 once with a hostile Retry-After, then the file
+                kind = self.path.split("/")[1][len("busy-"):]
+                if self.server.hits.count(self.path) == 1:
+                    self.send_response(503)
+                    self.send_header("Retry-After", {"soon": "soon", "year": "Fri, 31 Dec 99999 23:59:59 GMT",
+                                                     "huge": "9" * 40, "blank": " "}[kind])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                else:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(DATA)))
+                    self.end_headers()
+                    self.wfile.write(DATA)
+            elif self.path.startswith("/drip"):  # the right length announced, one byte every 50 ms
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(DATA)))
+                self.end_headers()
+                for byte in DATA:
+                    if self.server.closed.is_set():
+                        break
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    self.server.sent += 1
+                    time.sleep(0.05)
             elif self.path.startswith("/to-file"):
                 self.send_response(302)
                 self.send_header("Location", self.server.file_url)
@@ -86,6 +110,7 @@ class HostileServer(ThreadingHTTPServer):
     def __init__(self, file_url: str) -> None:
         super().__init__(("127.0.0.1", 0), _Hostile)
         self.file_url, self.hits, self.sent = file_url, [], 0
+        self.closed = threading.Event()
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
@@ -101,6 +126,7 @@ def hostile(tmp_path: Path, monkeypatch):
     target.write_bytes(DATA)  # the right bytes: following the redirect would "work"
     server = HostileServer(target.as_uri())
     yield server
+    server.closed.set()
     server.shutdown()
     server.server_close()
 
@@ -151,6 +177,58 @@ def test_hostile_sha256_is_refused_before_any_request(hostile: HostileServer, ba
     with pytest.raises(SpecError):
         download([f"{hostile.url}/endless/w.pth"], sha256=bad, size=len(DATA), **_fast())
     assert hostile.hits == []
+
+
+@pytest.mark.parametrize("kind", ["soon", "year", "blank"])
+def test_unparseable_retry_after_falls_back_to_the_default_backoff(hostile: HostileServer, kind: str) -> None:
+    """``Retry-After: soon`` or a year-99999 date used to raise a bare ValueError (a traceback in ``pull``,
+    the remaining mirrors abandoned): now it is the default backoff, and the retry gets the file."""
+    path = download([f"{hostile.url}/busy-{kind}/w.pth"], sha256=SHA, size=len(DATA), **_fast())
+    assert path.read_bytes() == DATA
+    assert hostile.hits.count(f"/busy-{kind}/w.pth") == 2
+
+
+def test_retry_after_parser_never_raises() -> None:
+    from furiosa.artifacts.sources._transfer import retry_after
+
+    assert retry_after("120") == 120.0 and retry_after(None) is None
+    assert retry_after("9" * 40) == 1e9  # valid but absurd: bounded here, capped at MAX_BACKOFF_S by the caller
+    for value in ("soon", "Fri, 31 Dec 99999 23:59:59 GMT", "-5", "1e9", "Mon, 32 Foo 2020", "\x00", "9" * 400):
+        assert retry_after(value) is None or retry_after(value) >= 0
+
+
+def test_a_slow_drip_cannot_beat_the_overall_deadline(hostile: HostileServer) -> None:
+    """Each byte arrives well within ``timeout`` (5 s), so only the overall deadline (1 s) stops it; the
+    partial is kept for a resume and nothing is cached."""
+    with pytest.raises(DownloadError, match=r"overall deadline .*1 s; set FURIOSA_ARTIFACTS_DOWNLOAD_DEADLINE") as info:
+        download([f"{hostile.url}/drip/w.pth"], sha256=SHA, size=len(DATA), deadline=1.0, **_fast())
+    assert "running again resumes it" in str(info.value)
+    assert not cache.cache_path("sha256", SHA).exists()
+    assert 0 < hostile.sent < len(DATA)
+
+
+@pytest.mark.parametrize("value", [0, -1, float("inf"), "10", True])
+def test_a_bad_deadline_is_refused(hostile: HostileServer, value) -> None:
+    with pytest.raises(SpecError, match="deadline"):
+        download([f"{hostile.url}/drip/w.pth"], sha256=SHA, size=len(DATA), deadline=value, **_fast())
+    assert hostile.hits == []
+
+
+@pytest.mark.parametrize("size", [-1, "83367", 1.5, True])
+def test_a_malformed_size_pin_is_an_error_when_params_are_read_even_for_a_synthetic_build(
+        tmp_path: Path, size) -> None:
+    """``size: -1`` or ``size: "83367"`` used to disable the size pin silently: now params.yaml is refused."""
+    from furiosa.artifacts.pipeline.params import load_params
+
+    repo_params = Path(__file__).resolve().parents[1] / "params.yaml"
+    data = yaml.safe_load(repo_params.read_text())
+    name = next(n for n, m in data["models"].items() if m["source"].get("type") == "url")
+    data["models"][name]["source"]["size"] = size
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(SpecError, match=rf"models.{name}.source.size: expected a byte count"):
+        load_params(tmp_path / "params.yaml")
+    with pytest.raises(SpecError, match="size must be a non-negative integer"):
+        download(["http://127.0.0.1:9/w.pth"], sha256=SHA, size=size, progress=False)
 
 
 # --------------------------------------------------------------------------- hostile dvc.lock entries

@@ -217,3 +217,64 @@ def test_strided_and_read_only_views_are_fine() -> None:
     view = photo[::-1, ::2]
     view.flags.writeable = False
     np.testing.assert_array_equal(preprocess(view, SPEC)[0], expected)
+
+
+# --------------------------------------------------------------------------- every intermediate is bounded (issue 17)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _with_chunk(png: bytes, kind: bytes, data: bytes) -> bytes:
+    """``png`` with one more chunk right after IHDR (8-byte signature + 25-byte IHDR chunk)."""
+    return png[:33] + _png_chunk(kind, data) + png[33:]
+
+
+@pytest.mark.parametrize("size", [(1, 20_000), (20_000, 1)], ids=["1x20000", "20000x1"])
+def test_extreme_aspect_ratio_is_refused_before_the_resize_allocates(tmp_path: Path, size: tuple[int, int]) -> None:
+    """20,000 pixels decode fine, but "short side to 256" would make 256 x 5,120,000 (1.3 G pixels, 4 GB):
+    the resized size is checked before the resize, so nothing near that is ever allocated."""
+    import tracemalloc
+
+    path = tmp_path / "strip.png"
+    Image.new("RGB", size, (10, 20, 30)).save(path)
+    assert path.stat().st_size < 1_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageError, match=r"resized to (256x5120000|5120000x256) = 1310720000 pixels exceeds the limit") as info:
+            preprocess(path, SPEC)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 << 20  # numpy reports its allocations to tracemalloc: no big array was made
+    assert "downscale it first" in str(info.value)
+    with pytest.raises(ImageError, match="exceeds the limit"):  # the same guard for arrays and PIL images
+        preprocess(np.zeros((size[1], size[0], 3), np.uint8), SPEC)
+
+
+def test_the_same_strip_within_the_limit_still_works() -> None:
+    """A 1x300 strip resizes to 256x76800 (19.7 M pixels): under the limit, preprocessed as before."""
+    tensor, (context,) = preprocess(np.full((300, 1, 3), 128, np.uint8), SPEC)
+    assert context.resized_size == (76_800, 256) and tensor.shape == (1, 3, 224, 224)
+
+
+@pytest.mark.parametrize("kind", [b"zTXt", b"iCCP"])
+def test_png_text_and_icc_decompression_bombs_give_our_error(tmp_path: Path, kind: bytes) -> None:
+    """A zTXt/iCCP chunk inflating to 64 MiB (Pillow refuses past 1 MiB with a bare ValueError) is an
+    ImageError naming the file; in a batch the error names the image, and the CLI keeps the others."""
+    good = io.BytesIO()
+    Image.fromarray(_photo()).save(good, format="PNG")
+    payload = b"Comment\0\0" + zlib.compress(bytes(64 << 20), 9) if kind == b"zTXt" else \
+        b"icc\0\0" + zlib.compress(bytes(64 << 20), 9)
+    bomb = tmp_path / f"{kind.decode()}.png"
+    bomb.write_bytes(_with_chunk(good.getvalue(), kind, payload))
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(ImageError, match=f"cannot read image .*{kind.decode()}.png"):
+        preprocess(bomb, SPEC)
+    fine = tmp_path / "fine.png"
+    fine.write_bytes(good.getvalue())
+    with pytest.raises(ImageError, match="cannot read image"):
+        preprocess([fine, bomb], SPEC)  # one stacked tensor: all or nothing, the bad file named
+    tensor, _ = preprocess(fine, SPEC)  # one at a time, the good image still goes through
+    assert tensor.shape == (1, 3, 224, 224)

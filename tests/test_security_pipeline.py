@@ -92,7 +92,7 @@ def test_export_stage_killed_while_writing_leaves_the_old_output(tmp_path: Path)
     out.write_bytes(b"previous build")
     proc = subprocess.Popen(
         [sys.executable, "stages/export.py", "--model", "DigitsConvNet", "--weights", str(WEIGHTS),
-         "--out", str(out), "--report", str(report)],
+         "--record", str(WEIGHTS.with_name("weights.json")), "--out", str(out), "--report", str(report)],
         cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     killed_at = None
     try:

@@ -17,12 +17,20 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from furiosa.artifacts.catalog.entries import Artifact, find_entry, read_entries
-from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError, CatalogError, ModelNotFoundError, SpecError
+from furiosa.artifacts.errors import (
+    ArtifactsError,
+    BinaryNotFoundError,
+    CatalogError,
+    LockFileError,
+    ModelNotFoundError,
+    SpecError,
+)
 from furiosa.artifacts.layout import MODELS_DIR, PRECISIONS, binary_relpath, metrics_relpath, model_dir
 
 __all__ = ["CARDS_DIR", "SPECS_RELPATH", "card_relpath", "code_entry", "generated_cards", "model_facts",
@@ -96,13 +104,17 @@ def read_metrics(root: Path, name: str) -> Optional[Dict[str, Any]]:
     Raises:
         SpecError: the file exists but is not a JSON object (rebuild it or `dvc checkout` it).
     """
-    path = Path(root) / metrics_relpath(name)
+    from furiosa.artifacts.storage.lockfile import contained_file
+
+    path = contained_file(root, metrics_relpath(name), what="metrics file")
+    if path is None:
+        return None
     try:
         data = json.loads(path.read_text("utf-8"))
     except FileNotFoundError:
         return None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: not valid JSON ({exc}): restore it with `dvc checkout` or rebuild") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: "[[[[..." nesting
+        raise SpecError(f"{path}: not valid JSON ({str(exc)[:200]}): restore it with `dvc checkout` or rebuild") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
@@ -113,6 +125,8 @@ def _lock_outputs(root: Path) -> Optional[Dict[str, Any]]:
 
     try:
         return read_outputs(root)
+    except LockFileError:
+        raise  # there, but unreadable: say so (exit 2), never show it as "not built"
     except BinaryNotFoundError:
         return None
 
@@ -179,6 +193,7 @@ def _postprocess(spec: Any) -> Dict[str, Any]:
         out["top_k"] = post.top_k
     else:
         out.update(score_threshold=post.score_threshold, nms_iou=post.nms_iou, nms_eps=post.nms_eps,
+                   nms_iou_mode=post.nms_iou_mode, nms_suppress_ge=post.nms_suppress_ge,
                    per_class_top_k=post.per_class_top_k, max_detections=post.max_detections,
                    anchors={"kind": post.anchors.kind, "count": post.anchors.count},
                    box_coder={"anchor_format": post.box_coder.anchor_format, "code_order": post.box_coder.code_order,
@@ -186,24 +201,51 @@ def _postprocess(spec: Any) -> Dict[str, Any]:
     return out
 
 
+def _mapping(value: Any) -> Dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> Optional[Union[int, float]]:
+    """``value`` when it is a finite int or float (not a bool), else None: metrics.json may be anything."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if isinstance(value, int) or math.isfinite(value) else None
+
+
+def _text(value: Any) -> Optional[str]:
+    return None if value is None else str(value)[:200]
+
+
+def _accuracy(value: Any) -> Optional[Dict[str, Any]]:
+    """The metrics' ``accuracy`` section (dataset, count, per-precision figures), or None when absent/malformed."""
+    return value if isinstance(value, dict) and isinstance(value.get("dataset"), dict) else None
+
+
 def _metrics_summary(m: Dict[str, Any], relpath: str) -> Dict[str, Any]:
-    latency = m.get("latency") or {}
-    fp32_lat, int8_lat = latency.get("fp32") or {}, latency.get("int8") or {}
-    weights = m.get("weights") or {}
+    """The parts of metrics.json that ``show`` and the cards print, each of the type they print (numbers
+    or None, text or None), whatever the file holds (``{}``, wrong types, NaN)."""
+    latency = _mapping(m.get("latency"))
+    fp32_lat, int8_lat = _mapping(latency.get("fp32")), _mapping(latency.get("int8"))
+    weights = _mapping(m.get("weights"))
+    deployable = weights.get("deployable")
     return {
         "path": relpath,
-        "weights": {"source": weights.get("source"), "deployable": weights.get("deployable")},
-        "sizes": {"fp32_bytes": m.get("fp32_bytes"), "int8_bytes": m.get("int8_bytes"),
-                  "size_ratio": m.get("size_ratio"), "parameters": m.get("parameters")},
-        "latency": {"fp32_ms": m.get("fp32_latency_ms"), "int8_ms": m.get("int8_latency_ms"),
-                    "int8_latency_ratio": m.get("int8_latency_ratio"), "statistic": "median",
-                    "batch": int8_lat.get("batch", fp32_lat.get("batch")),
-                    "threads": int8_lat.get("threads", fp32_lat.get("threads")),
-                    "cpu_count": int8_lat.get("cpu_count", fp32_lat.get("cpu_count"))},
-        "agreement": {k: m[k] for k in AGREEMENT_KEYS if k in m},
-        "accuracy": m.get("accuracy"),  # dataset, count, fp32 and int8 figures; None on the sample photos
-        "evaluation": {"data": m.get("evaluation_data"), "inputs": m.get("evaluation_inputs")},
-        "gates": m.get("gates") or {},
+        "weights": {"source": _text(weights.get("source")),
+                    "deployable": deployable if isinstance(deployable, bool) else None},
+        "sizes": {key: _number(m.get(key)) for key in ("fp32_bytes", "int8_bytes", "size_ratio", "parameters")},
+        "latency": {"fp32_ms": _number(m.get("fp32_latency_ms")), "int8_ms": _number(m.get("int8_latency_ms")),
+                    "int8_latency_ratio": _number(m.get("int8_latency_ratio")), "statistic": "median",
+                    "batch": _number(int8_lat.get("batch", fp32_lat.get("batch"))),
+                    "threads": _number(int8_lat.get("threads", fp32_lat.get("threads"))),
+                    "cpu_count": _number(int8_lat.get("cpu_count", fp32_lat.get("cpu_count")))},
+        "agreement": {k: m[k] if _number(m[k]) is not None else _text(m[k]) for k in AGREEMENT_KEYS if k in m},
+        # dataset, count, fp32 and int8 figures; None on the sample photos
+        "accuracy": _accuracy(m.get("accuracy")),
+        "evaluation": {"data": _text(m.get("evaluation_data")), "inputs": _number(m.get("evaluation_inputs"))},
+        "gates": {str(k): {f: gate.get(f) if _number(gate.get(f)) is not None else _text(gate.get(f))
+                           for f in ("threshold", "value", "status", "reason")
+                           if f != "reason" or gate.get("reason")}
+                  for k, gate in _mapping(m.get("gates")).items() if isinstance(gate, dict)},
     }
 
 
@@ -241,13 +283,20 @@ def model_facts(root: Path, name: str, *, onnx_tensors: bool = True) -> Dict[str
                 for out in sorted((outputs or {}).values(), key=lambda o: o.path) if out.path.startswith(prefix)]
     tensors = _spec_tensors(spec)
     if onnx_tensors:
+        from furiosa.artifacts.storage.lockfile import contained_file
+
         for precision in PRECISIONS:
-            path = root / binary_relpath(name, precision)
-            if path.is_file():
+            path = contained_file(root, binary_relpath(name, precision), what="binary")
+            if path is not None:
                 tensors = {"from": binary_relpath(name, precision), **_onnx_tensors(path)}
                 break
     built_from = ((metrics or {}).get("weights") or {}).get("source")
     provenance = (metrics or {}).get("provenance") or {}
+    from furiosa.artifacts.binaries import local_binary, model_provenance
+
+    stamped = model_provenance(root, name)
+    for binary in binaries:
+        binary["present"] = binary["present"] or local_binary(root, binary["path"]) is not None
     related = [{"name": e.name, "format": e.format, "location": e.location} for e in entries
                if e.name == name or (e.format != "code" and e.location.startswith(prefix))]
     source = _weights_source(params.source if params else None)
@@ -261,7 +310,9 @@ def model_facts(root: Path, name: str, *, onnx_tensors: bool = True) -> Dict[str
         "publication": _publication(entry),
         "license": LICENSE_NOTE,
         "built": metrics is not None or any((root / binary_relpath(name, p)).is_file() for p in PRECISIONS),
-        "synthetic": built_from == "synthetic",
+        "synthetic": built_from == "synthetic" or stamped.synthetic,
+        # what the binary itself says (ONNX metadata_props); "unknown" when it carries nothing readable
+        "provenance": stamped.as_dict(),
         "deployable": ((metrics or {}).get("weights") or {}).get("deployable"),
         "weights": {"mode": mode, "source": source, "built_from": built_from, "seed": provenance.get("seed")},
         "params": None if params is None else {
@@ -294,6 +345,10 @@ def _ms(value: Optional[float]) -> str:
     if value is None:
         return "n/a"
     return f"{value:.3f} ms" if value < 10 else f"{value:.1f} ms"
+
+
+def _cap(max_detections: Optional[int]) -> str:
+    return "all detections" if max_detections is None else f"at most {max_detections} detections"
 
 
 def _mb(value: Optional[int]) -> str:
@@ -485,8 +540,10 @@ def _card(facts: Dict[str, Any]) -> str:
                   f"{post['box_coder']['anchor_format']} / {post['box_coder']['code_order']} scales "
                   f"{post['box_coder']['scales']}",
                   f"- {post['score']} scores over {post['num_classes']} classes (label set `{post['labels']}`); "
-                  f"per class score > {post['score_threshold']}, NMS IoU {post['nms_iou']}, at most "
-                  f"{post['max_detections']} detections per image; boxes x1, y1, x2, y2 in image pixels"]
+                  f"per class score > {post['score_threshold']}, NMS suppressing at IoU "
+                  f"{'>=' if post.get('nms_suppress_ge') else '>'} {post['nms_iou']} "
+                  f"({post.get('nms_iou_mode', 'clamped')} overlaps), {_cap(post['max_detections'])} per image; "
+                  "boxes x1, y1, x2, y2 in image pixels"]
     lines += ["", f"All run-time facts: `{SPECS_RELPATH}` (`{name}`).", ""]
     lines += _build_section(facts)
     lines += ["## Provenance", "", "Each step is built from the one before (DVC pipeline, `dvc.yaml`):", ""]

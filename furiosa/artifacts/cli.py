@@ -68,6 +68,21 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _version_text() -> str:
+    """``furiosa-artifacts X.Y.Z (catalog: ...)``: the package and which catalog data it reads."""
+    from furiosa.artifacts import __version__
+    from furiosa.artifacts.catalog.bundle import read_manifest
+    from furiosa.artifacts.layout import is_bundle, package_repo_root
+
+    root = package_repo_root()
+    if is_bundle(root):
+        lock = (read_manifest() or {}).get("dvc.lock")
+        where = f"bundled at build time; dvc.lock sha256 {lock[:12]}" if lock else "bundled at build time; no dvc.lock"
+    else:
+        where = f"checkout {root}"
+    return f"furiosa-artifacts {__version__} (catalog: {where})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
     parser = argparse.ArgumentParser(
@@ -75,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A reproducible catalog of deployable vision models (ONNX fp32 + INT8).",
         epilog="Exit codes: 0 ok, 1 problems found or command failed, 2 bad usage or unreadable input.",
     )
+    parser.add_argument("--version", action="version", version=_version_text())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -86,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument("--json", action="store_true", help="machine-readable output")
     lint.set_defaults(func=_cmd_lint)
 
+    from furiosa.artifacts.cli_cache import register as register_cache
     from furiosa.artifacts.cli_client import register as register_client
     from furiosa.artifacts.cli_evaluate import register as register_evaluate
     from furiosa.artifacts.cli_registries import register as register_registries
@@ -95,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_evaluate(sub)
     register_storage(sub)
     register_registries(sub)
+    register_cache(sub)
 
     build = sub.add_parser(
         "build", help="rebuild the binaries with the DVC pipeline (dvc repro + dvc push)",
@@ -103,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         "weights for offline use (marked synthetic, not for deployment); --weights official downloads the pinned "
         "official weights.")
     build.add_argument("--weights", choices=("official", "synthetic"),
-                       help="set base.weights in params.yaml first (default: keep it)")
+                       help="weight mode, written to the git-ignored params.local.yaml (params.yaml is never "
+                       "rewritten; default: keep the current mode)")
     build.add_argument("--model", action="append", default=[], metavar="NAME",
                        help="build only this model (repeatable; default: all)")
     build.add_argument("--no-push", action="store_true", help="do not push to the DVC remote")

@@ -17,9 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from furiosa.artifacts.catalog._yaml import printable, printable_lines
+from furiosa.artifacts.storage.remote import redact
 from furiosa.artifacts.errors import ArtifactsError
 
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 TASKS = ("classification", "detection")
 # box colours of detections, by COCO category id (tab10, then a few more distinct ones)
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
@@ -37,19 +39,32 @@ def repo_root(value: Optional[str]) -> Path:
     return Path(".") if Path(CATALOG_FILE).is_file() else package_repo_root()
 
 
-def _fail(message: str, as_json: bool) -> int:
+def exit_code(exc: BaseException) -> int:
+    """2 when an input file (dvc.lock, .dvc/config) is unreadable, else 1."""
+    from furiosa.artifacts.errors import UnreadableFileError
+
+    return EXIT_USAGE if isinstance(exc, UnreadableFileError) else EXIT_FAILED
+
+
+def _bounded(message: str, limit: int = 4000) -> str:
+    """``message`` cut at ``limit`` characters: an error never floods the terminal with a hostile value."""
+    return message if len(message) <= limit else f"{message[:limit]}... ({len(message) - limit} more characters)"
+
+
+def _fail(message: str, as_json: bool, code: int = 1) -> int:
+    message = _bounded(redact(message))
     if as_json:
-        print(json.dumps({"ok": False, "error": message}, indent=2))
+        print(json.dumps({"ok": False, "error": printable(message)}, indent=2))
     else:
-        print(f"error: {message}", file=sys.stderr)
-    return EXIT_FAILED
+        print(f"error: {printable(message)}", file=sys.stderr)
+    return code
 
 
 def _warn_synthetic(facts_or_name: Any) -> None:
     from furiosa.artifacts.cards import synthetic_warning
 
     facts = facts_or_name if isinstance(facts_or_name, dict) else {"name": facts_or_name, "weights": {}}
-    print(f"warning: {synthetic_warning(facts)}", file=sys.stderr)
+    print(f"warning: {printable(synthetic_warning(facts))}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- list
@@ -58,10 +73,10 @@ def _warn_synthetic(facts_or_name: Any) -> None:
 def list_rows(root: Path, pattern: Optional[str], task: Optional[str]) -> List[Dict[str, Any]]:
     """One row per matching code entry: name, family, version, task, input, built binaries, synthetic."""
     import furiosa.artifacts as fa
+    from furiosa.artifacts.binaries import local_binary, model_provenance
     from furiosa.artifacts.cards import read_model_spec
     from furiosa.artifacts.catalog.entries import find_entry, read_entries
     from furiosa.artifacts.layout import binary_relpath
-    from furiosa.artifacts.loader import is_synthetic
 
     entries = read_entries(root, validate=False)
     rows = []
@@ -69,11 +84,12 @@ def list_rows(root: Path, pattern: Optional[str], task: Optional[str]) -> List[D
         entry, spec = find_entry(entries, name), read_model_spec(root, name)
         if task is not None and spec.task != task:
             continue
-        built = {p: (root / binary_relpath(name, p)).is_file() for p in ("int8", "fp32")}
+        built = {p: local_binary(root, binary_relpath(name, p)) is not None for p in ("int8", "fp32")}
+        kind = model_provenance(root, name).kind if any(built.values()) else None
         rows.append({"name": name, "family": entry.family, "version": entry.version, "task": spec.task,
                      "input": f"{spec.input.name} {'x'.join(str(d) for d in spec.input.shape)} {spec.input.layout}",
-                     "int8": built["int8"], "fp32": built["fp32"],
-                     "synthetic": is_synthetic(root, name) if any(built.values()) else None})
+                     "int8": built["int8"], "fp32": built["fp32"], "weights": kind,
+                     "synthetic": None if kind is None else kind == "synthetic"})
     return rows
 
 
@@ -87,14 +103,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        def mark(value: Optional[bool]) -> str:
-            return "-" if value is None else ("SYNTHETIC" if value else "no")
+        def mark(kind: Optional[str]) -> str:  # fail closed: anything not proven real is shouted
+            return "-" if kind is None else (kind if kind in ("official", "train") else kind.upper())
 
-        table = [["name", "family", "version", "task", "input", "int8", "synthetic"]]
-        table += [[r["name"], r["family"], r["version"] or "", r["task"], r["input"], "built" if r["int8"] else "-",
-                   mark(r["synthetic"])] for r in rows]
+        table = [["name", "family", "version", "task", "input", "int8", "weights"]]
+        table += [[r["name"], r["family"], r["version"] or "", r["task"], r["input"], "local" if r["int8"] else "-",
+                   mark(r["weights"])] for r in rows]
         if rows:
-            print(_table(table))
+            print(printable_lines(_table(table)))
     if not rows:
         what = " and ".join(x for x in (f"pattern {args.pattern!r}" if args.pattern else "",
                                          f"task {args.task}" if args.task else "") if x)
@@ -108,6 +124,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _shape(shape: Sequence[Any]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _fmt(value: Any, spec: str = "") -> str:
+    """``format(value, spec)``, or "n/a" when metrics.json did not hold a number there."""
+    if value is None:
+        return "n/a"
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def format_facts(f: Dict[str, Any]) -> str:
@@ -139,6 +165,12 @@ def format_facts(f: Dict[str, Any]) -> str:
             out.append(f"  size       {source['size']:,} bytes")
     if source.get("train"):
         out.append("  recipe     " + ", ".join(f"{k}={v}" for k, v in source["train"].items()))
+    prov = f.get("provenance") or {}
+    if prov:
+        stamp = prov.get("weights", "unknown")
+        out.append(f"  binary says {stamp if stamp in ('official', 'train') else stamp.upper()}"
+                   + (f" ({prov['error']})" if prov.get("error") else "")
+                   + "".join(f", {k} {prov[k]}" for k in ("source_sha256", "fp32_md5", "params_sha256") if prov.get(k)))
     built_from = w["built_from"] or "not built"
     if built_from == "synthetic":
         built_from = "SYNTHETIC (not for deployment)"
@@ -155,11 +187,11 @@ def format_facts(f: Dict[str, Any]) -> str:
         out += ["", f"metrics ({m['path']})",
                 f"  weights    {m['weights']['source']} (deployable: {m['weights']['deployable']})"
                 + ("  << SYNTHETIC" if f["synthetic"] else ""),
-                f"  size       fp32 {s['fp32_bytes']:,} bytes, int8 {s['int8_bytes']:,} bytes "
-                f"(ratio {s['size_ratio']:.3f}); {s['parameters']:,} parameters",
-                f"  latency    fp32 {lat['fp32_ms']:.4g} ms, int8 {lat['int8_ms']:.4g} ms (ratio "
-                f"{lat['int8_latency_ratio']:.3f}; median, batch {lat['batch']}, {lat['threads']} threads, "
-                f"{lat['cpu_count']} CPUs)",
+                f"  size       fp32 {_fmt(s['fp32_bytes'], ',')} bytes, int8 {_fmt(s['int8_bytes'], ',')} bytes "
+                f"(ratio {_fmt(s['size_ratio'], '.3f')}); {_fmt(s['parameters'], ',')} parameters",
+                f"  latency    fp32 {_fmt(lat['fp32_ms'], '.4g')} ms, int8 {_fmt(lat['int8_ms'], '.4g')} ms (ratio "
+                f"{_fmt(lat['int8_latency_ratio'], '.3f')}; median, batch {_fmt(lat['batch'])}, "
+                f"{_fmt(lat['threads'])} threads, {_fmt(lat['cpu_count'])} CPUs)",
                 f"  evaluated  on {m['evaluation']['inputs']} {m['evaluation']['data']} inputs"]
         published = (f["params"] or {}).get("published")
         if published:
@@ -192,7 +224,8 @@ def format_facts(f: Dict[str, Any]) -> str:
         out.append(f"  {post['score']}, top {post['top_k']} of {post['num_classes']} ({post['labels']})")
     else:
         out.append(f"  {post['anchors']['count']} anchors ({post['anchors']['kind']}), {post['score']} scores > "
-                   f"{post['score_threshold']}, NMS IoU {post['nms_iou']}, at most {post['max_detections']} "
+                   f"{post['score_threshold']}, NMS IoU {post['nms_iou']}, "
+                   f"{'all' if post['max_detections'] is None else 'at most ' + str(post['max_detections'])} "
                    f"detections, {post['num_classes']} classes ({post['labels']})")
     return "\n".join(out)
 
@@ -203,10 +236,13 @@ def _cmd_show(args: argparse.Namespace) -> int:
     try:
         facts = model_facts(repo_root(args.root), args.name)
     except ArtifactsError as exc:
-        return _fail(str(exc), args.json)
+        return _fail(str(exc), args.json, exit_code(exc))
     if facts["synthetic"]:
         _warn_synthetic(facts)
-    print(json.dumps(facts, indent=2) if args.json else format_facts(facts))
+    elif facts["built"] and facts["provenance"].get("weights") not in ("official", "train"):
+        print(f"warning: {facts['name']}: provenance UNKNOWN ({printable(str(facts['provenance'].get('error')))})",
+              file=sys.stderr)
+    print(json.dumps(facts, indent=2) if args.json else printable_lines(format_facts(facts)))
     return EXIT_OK
 
 
@@ -219,18 +255,19 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     try:
         reports = verify_models(repo_root(args.root), args.names)
     except ArtifactsError as exc:
-        return _fail(str(exc), args.json)
+        return _fail(str(exc), args.json, exit_code(exc))
     problems = sum(len(r.problems) for r in reports)
     if args.json:
         print(reports_json(reports))
     else:
         for report in reports:
             state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
-            print(f"{report.model}: {state} ({len(report.checked)} checks)")
+            weights = report.weights if report.weights in ("official", "train") else report.weights.upper()
+            print(f"{report.model}: {state} ({len(report.checked)} checks; weights {weights})")
             for problem in report.problems:
-                print(f"  {problem}")
+                print(f"  {printable(str(problem))}")
             for note in report.skipped:
-                print(f"  skipped {note}", file=sys.stderr)
+                print(f"  skipped {printable(str(note))}", file=sys.stderr)
         if problems:
             print(f"{problems} problem(s) in {sum(not r.ok for r in reports)} of {len(reports)} model(s)",
                   file=sys.stderr)
@@ -249,7 +286,7 @@ def predict_one(model: Any, image: str, *, top_k: Optional[int]) -> List[Any]:
     names = [o.name for o in session.get_outputs()]
     outputs = dict(zip(names, session.run(None, {session.get_inputs()[0].name: tensor})))
     if model.spec.task == "classification":
-        return classify(outputs[model.spec.output_names[0]], model.spec, top_k=top_k)[0]
+        return classify(model.output_by_name(outputs, model.spec.output_names[0]), model.spec, top_k=top_k)[0]
     detections = model.postprocess(outputs, contexts)[0]
     return detections[:top_k] if top_k else detections
 
@@ -299,6 +336,23 @@ def annotate(image: str, results: Sequence[Any], task: str) -> Any:
     return canvas
 
 
+WARNING_BANNER = (200, 0, 0)  # red
+
+
+def mark_provenance(canvas: Any, kind: str) -> Any:
+    """Draw a red banner across the bottom of ``canvas`` saying the weights are ``kind`` (synthetic/unknown)."""
+    from PIL import ImageDraw, ImageFont
+
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
+    text = ("SYNTHETIC WEIGHTS: meaningless predictions" if kind == "synthetic"
+            else f"{kind.upper()} PROVENANCE: not proven real weights")
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    height = bottom - top + 6
+    draw.rectangle((0, canvas.height - height, canvas.width, canvas.height), fill=WARNING_BANNER)
+    draw.text((3 - left, canvas.height - height + 3 - top), text, fill=(255, 255, 255), font=font)
+    return canvas
+
+
 def _out_paths(images: Sequence[str], out: Optional[str]) -> List[Optional[Path]]:
     """Where each annotated image goes: ``out`` itself for one image (or inside it when it is a
     directory), else ``out/<stem>.png`` (``<stem>-<n>.png`` when two stems collide)."""
@@ -342,7 +396,9 @@ def _print_results(image: str, task: str, results: Sequence[Any], out: Optional[
 def _cmd_predict(args: argparse.Namespace) -> int:
     from furiosa.artifacts.cards import code_entry
     from furiosa.artifacts.catalog.entries import read_entries
-    from furiosa.artifacts.errors import ImageError
+    import warnings
+
+    from furiosa.artifacts.errors import ProvenanceWarning
     from furiosa.artifacts.loader import load_from_repo
 
     root = repo_root(args.root)
@@ -352,11 +408,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         entry, fixed = code_entry(read_entries(root, validate=False), args.name)
         if fixed and args.precision and args.precision != fixed:
             args.parser.error(f"{args.name} is the {fixed} binary only: drop --precision, or use {entry.name}")
-        model = load_from_repo(entry.name, precision=args.precision or fixed or "int8", root=root)
+        with warnings.catch_warnings():  # the CLI says it in its own words below
+            warnings.simplefilter("ignore", ProvenanceWarning)
+            model = load_from_repo(entry.name, precision=args.precision or fixed or "int8", root=root)
+        model.session  # noqa: B018 - a corrupt binary or one with external data fails here, once
     except ArtifactsError as exc:
-        return _fail(str(exc), args.json)
+        return _fail(str(exc), args.json, exit_code(exc))
     if model.synthetic:
         _warn_synthetic(model.name)
+    elif not model.deployable:
+        print(f"warning: {model.name}: provenance UNKNOWN ({model.provenance.error}); nothing proves these "
+              "predictions come from real weights", file=sys.stderr)
     from tqdm import tqdm
 
     task, rows, errors = model.spec.task, [], []
@@ -368,8 +430,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             results = predict_one(model, image, top_k=args.top_k)
             if out is not None:
                 out.parent.mkdir(parents=True, exist_ok=True)
-                annotate(image, results, task).save(out, format="PNG")
-        except (ImageError, OSError) as exc:
+                canvas = annotate(image, results, task)
+                if not model.deployable:
+                    mark_provenance(canvas, model.weights)
+                canvas.save(out, format="PNG")
+        except (ArtifactsError, OSError) as exc:  # ImageError, or the binary's outputs unlike its spec
             errors.append({"image": image, "error": str(exc)})
             progress.write(f"error: {image}: {exc}", file=sys.stderr)
             continue
@@ -381,7 +446,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             _print_results(image, task, results, out)
     if args.json:
         print(json.dumps({"ok": not errors, "model": model.name, "precision": model.precision, "task": task,
-                          "synthetic": model.synthetic, "results": rows, "errors": errors}, indent=2))
+                          "synthetic": model.synthetic, "weights": model.weights, "results": rows, "errors": errors}, indent=2))
     return EXIT_FAILED if errors else EXIT_OK
 
 

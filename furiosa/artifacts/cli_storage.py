@@ -1,7 +1,7 @@
 """``furiosa-artifacts pull`` and ``furiosa-artifacts publish``: the storage subcommands.
 
 :func:`register` adds them to the main parser's subparsers; each handler returns the exit
-code (0 ok, 1 failure) and prints errors as ``error: ...`` on stderr.
+code (0 ok, 1 failure, 2 an unreadable dvc.lock or .dvc/config) and prints errors as ``error: ...`` on stderr.
 """
 
 from __future__ import annotations
@@ -12,19 +12,32 @@ import logging
 import sys
 from pathlib import Path
 
-from furiosa.artifacts.errors import ArtifactsError
+from furiosa.artifacts.catalog._yaml import printable
+from furiosa.artifacts.storage.remote import redact
+from furiosa.artifacts.errors import ArtifactsError, UnreadableFileError
 from furiosa.artifacts.storage.resolver import DEFAULT_JOBS
 
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PRECISION_CHOICES = ("int8", "fp32", "all")
 
 
-def _fail(message: str, as_json: bool) -> int:
+def exit_code(exc: BaseException) -> int:
+    """2 when an input file (dvc.lock, .dvc/config) is unreadable, else 1."""
+    return EXIT_USAGE if isinstance(exc, UnreadableFileError) else EXIT_FAILED
+
+
+def _bounded(message: str, limit: int = 4000) -> str:
+    """``message`` cut at ``limit`` characters: an error never floods the terminal with a hostile value."""
+    return message if len(message) <= limit else f"{message[:limit]}... ({len(message) - limit} more characters)"
+
+
+def _fail(message: str, as_json: bool, code: int = EXIT_FAILED) -> int:
+    message = _bounded(redact(message))
     if as_json:
-        print(json.dumps({"ok": False, "error": message, "resolved": [], "failed": []}, indent=2))
+        print(json.dumps({"ok": False, "error": printable(message), "resolved": [], "failed": []}, indent=2))
     else:
-        print(f"error: {message}", file=sys.stderr)
-    return EXIT_FAILED
+        print(f"error: {printable(message)}", file=sys.stderr)
+    return code
 
 
 def _binaries(entry, precision: str | None) -> list[tuple[str, str]]:
@@ -58,32 +71,29 @@ def _entry(entries, name: str, precision: str | None):
     Raises:
         ModelNotFoundError: neither (the catalog lookup's message, listing the catalog names).
     """
-    from furiosa.artifacts.catalog.entries import find_entry
+    from furiosa.artifacts.catalog.entries import lookup
     from furiosa.artifacts.errors import ModelNotFoundError
-    from furiosa.artifacts.registries.names import catalog_name
 
-    try:
-        return find_entry(entries, name), precision
-    except ModelNotFoundError as not_found:
-        try:
-            model, own = catalog_name(name, [e.name for e in entries if e.format == "code"])
-        except ModelNotFoundError:
-            raise not_found from None
-        if precision not in (None, "all", own):
-            raise ModelNotFoundError(f"{name!r} is the {own} binary of {model}; drop --precision") from None
-        return find_entry(entries, model), own
+    entry, own = lookup(entries, name)
+    if own is None:
+        return entry, precision
+    if precision not in (None, "all", own):
+        raise ModelNotFoundError(f"{name!r} is the {own} binary of {entry.name}; drop --precision")
+    return entry, own
 
 
 def _pull_release(args: argparse.Namespace) -> int:
     """``pull NAME --rev REV | --stage STAGE``: the binaries of a GTO version/stage (dvc.lock at its tag)."""
     from furiosa.artifacts.registries.gto import artifact_names, resolve
 
-    root = Path(args.root)
+    from furiosa.artifacts.cli_client import repo_root
+
+    root = repo_root(args.root)
     rows, failed = [], []
     try:
         targets = [(n, p) for name in args.names for _, n, p in artifact_names(root, name, args.precision)]
     except (ArtifactsError, ValueError) as exc:
-        return _fail(str(exc), args.json)
+        return _fail(str(exc), args.json, exit_code(exc))
     for name, precision in dict.fromkeys(targets):
         try:
             got = resolve(root, name, rev=args.rev, stage=args.stage, precision=precision, remote=args.remote,
@@ -114,14 +124,21 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     from furiosa.artifacts.catalog.entries import read_entries
     from furiosa.artifacts.storage.resolver import checkout, resolve_binaries
 
-    root = Path(args.root)
+    from furiosa.artifacts.cli_client import repo_root
+    from furiosa.artifacts.layout import is_bundle
+
+    root = repo_root(args.root)
+    bundle = is_bundle(root)  # an installed catalog: fill the shared cache, never write into site-packages
+    if bool(args.names) == bool(args.all):
+        args.parser.error("give model NAMEs or --all (not both)")
     if args.verbose:
         logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
         logging.getLogger("furiosa.artifacts.storage").setLevel(logging.INFO)
     try:
-        entries = read_entries(root)
+        entries = read_entries(root, validate=not bundle)
+        names = args.names or [e.name for e in entries if e.format == "code"]
         wanted = {}  # relpath -> (name, precision)
-        for name in args.names:
+        for name in names:
             entry, wanted_precision = _entry(entries, name, args.precision)
             for relpath, precision in _binaries(entry, wanted_precision):
                 wanted[relpath] = (entry.name, precision)
@@ -130,10 +147,10 @@ def _cmd_pull(args: argparse.Namespace) -> int:
         rows, failed = [], []
         for resolved in report.resolved:
             name, precision = wanted[resolved.relpath]
-            path = resolved.path if args.no_checkout else checkout(root, resolved)
+            path = resolved.path if args.no_checkout or bundle else checkout(root, resolved)
             rows.append({"name": name, "precision": precision, **resolved.as_dict(), "path": str(path)})
     except ArtifactsError as exc:
-        return _fail(str(exc), args.json)
+        return _fail(str(exc), args.json, exit_code(exc))
     for relpath, exc in report.failed.items():
         name, precision = wanted[relpath]
         failed.append({"name": name, "precision": precision, "relpath": relpath, "error": str(exc)})
@@ -175,13 +192,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Resolve the ONNX binaries of catalog entries by their md5 in dvc.lock: the workspace, the DVC "
         "cache, the shared cache ($FURIOSA_ARTIFACTS_HOME), then the DVC remote (local directory, http(s):// or "
         "s3://). Fetched files are verified, cached and copied into the workspace.")
-    pull.add_argument("names", nargs="+", metavar="NAME",
-                      help="catalog name (case and punctuation are ignored) or DVC artifact name "
-                      "(mlcommons-resnet50-fp32)")
+    pull.add_argument("names", nargs="*", metavar="NAME",
+                      help="catalog name (case and punctuation are ignored, a unique part is enough) or DVC artifact "
+                      "name (mlcommons-resnet50-fp32)")
+    pull.add_argument("--all", action="store_true", help="every model of the catalog")
     pull.add_argument("--precision", choices=PRECISION_CHOICES,
                       help="which binary of a code entry (default: int8); an onnx entry is its own single file")
     pull.add_argument("--remote", help="DVC remote name from .dvc/config (default: the default remote)")
-    pull.add_argument("--root", default=".", help="repository root (default: .)")
+    pull.add_argument("--root", help="repository root (default: . when it holds artifacts.yaml, else the catalog "
+                      "this package was installed with; there binaries only go to the shared cache)")
     pull.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help=f"parallel transfers (default: {DEFAULT_JOBS})")
     pull.add_argument("--retries", type=int, default=3,
                       help="extra attempts per transfer after a network error (default: 3)")
@@ -194,7 +213,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "implies --no-checkout")
     pull.add_argument("--verbose", action="store_true", help="show where each binary was looked for")
     pull.add_argument("--json", action="store_true", help="machine-readable output")
-    pull.set_defaults(func=_cmd_pull)
+    pull.set_defaults(func=_cmd_pull, parser=pull)
 
     publish = subparsers.add_parser(
         "publish", help="publish the catalog and its binaries to a Git LFS repository",

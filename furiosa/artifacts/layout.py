@@ -30,5 +30,16 @@ def metrics_relpath(name: str) -> str:
 
 
 def package_repo_root() -> Path:
-    """The repository this package was imported from (a source checkout or a registry copy)."""
-    return Path(__file__).resolve().parents[2]
+    """The catalog this package reads by default: the repository it was imported from (a source checkout
+    or a registry copy) when that holds artifacts.yaml, else the catalog bundled into an installed wheel
+    (``furiosa/artifacts/_catalog``, see :mod:`furiosa.artifacts.catalog.bundle`)."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "artifacts.yaml").is_file():
+        return checkout
+    bundled = Path(__file__).resolve().parent / "_catalog"
+    return bundled if (bundled / "artifacts.yaml").is_file() else checkout
+
+
+def is_bundle(root: Path) -> bool:
+    """Whether ``root`` is the read-only catalog bundled into an installed package (no workspace, no DVC)."""
+    return Path(root).resolve() == (Path(__file__).resolve().parent / "_catalog")

@@ -18,17 +18,17 @@ import contextvars
 import hashlib
 import importlib.util
 import inspect
-import json
 import os
 import re
 import sys
 from pathlib import Path, PurePosixPath
 from typing import Any, FrozenSet, Optional, Tuple
 
-from furiosa.artifacts.catalog.entries import Artifact, find_entry, read_entries
-from furiosa.artifacts.errors import BinaryNotFoundError, CatalogError, UnsafePathError, UntrustedCodeError
+from furiosa.artifacts.catalog.entries import Artifact, lookup, read_entries
+from furiosa.artifacts.errors import CatalogError, ModelNotFoundError, UnsafePathError, UntrustedCodeError
 from furiosa.artifacts.layout import binary_relpath, metrics_relpath, package_repo_root
-from furiosa.artifacts.model import Model, read_binary
+from furiosa.artifacts.binaries import fetch_binary, model_provenance, warn_provenance
+from furiosa.artifacts.model import Model
 
 #: Environment variable listing trusted repository roots (absolute paths, ``os.pathsep``-separated).
 ENV_TRUSTED = "FURIOSA_ARTIFACTS_TRUSTED_REPOS"
@@ -99,14 +99,15 @@ def _check_entry(root: Path, entry: Artifact, *, trusted: bool) -> None:
 
 
 def is_synthetic(root: Path, name: str) -> bool:
-    """Whether the built binaries of ``name`` in ``root`` came from synthetic (random) weights."""
-    path = Path(root) / metrics_relpath(name)
-    try:
-        metrics = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(metrics, dict) and isinstance(metrics.get("weights"), dict) and (
-        metrics["weights"].get("source") == "synthetic")
+    """Whether the built binaries of ``name`` in ``root`` are *not* known to come from real weights.
+
+    Fails closed: True for synthetic weights and for a binary whose provenance is missing or
+    unreadable (see :func:`furiosa.artifacts.binaries.model_provenance`); False only when the
+    binary says ``official`` or ``train``.
+    """
+    from furiosa.artifacts.binaries import model_provenance
+
+    return model_provenance(root, name).kind not in ("official", "train")
 
 
 def _call_repo_code(root: Path, entry: Artifact, precision: str) -> Any:
@@ -148,27 +149,41 @@ def _call_repo_code(root: Path, entry: Artifact, precision: str) -> Any:
         _ACTIVE.reset(token)
 
 
-def load_from_repo(name: str, *, precision: str = "int8", version: Optional[str] = None,
+def load_from_repo(name: str, *, precision: Optional[str] = None, version: Optional[str] = None,
                    root: Optional[Path] = None, trust_repo: bool = False) -> Model:
-    """Load catalog model ``name`` from a repository checkout (default: the one this package is in).
+    """Load catalog model ``name`` from a repository checkout (default: the one this package is in, or the
+    catalog bundled into an installed wheel).
+
+    A binary recorded in the catalog's ``dvc.lock`` is resolved and verified by md5 and size (workspace,
+    DVC cache, ``$FURIOSA_ARTIFACTS_HOME``, then the remote); a model whose binary does not prove real
+    weights (synthetic or unknown provenance) emits a :class:`~furiosa.artifacts.errors.ProvenanceWarning`.
 
     ``code`` entries that are not entry points of the installed package (see the module docstring)
     run the repository's own code, which needs ``trust_repo=True`` or ``$FURIOSA_ARTIFACTS_TRUSTED_REPOS``.
 
     Raises:
-        ModelNotFoundError: no such entry.
-        BinaryNotFoundError: the binary is not built/pulled yet.
+        ModelNotFoundError: no such entry (typos get "did you mean"), or an ambiguous name.
+        BinaryNotFoundError: the binary is in none of the places the resolver looks (OfflineError when
+            only the network has it and ``$FURIOSA_ARTIFACTS_OFFLINE`` is set).
+        DownloadError, ChecksumError: the remote failed or served corrupt bytes.
         UntrustedCodeError: the entry needs code from a repository that is not trusted.
         UnsafePathError: a catalog path or the binary leads outside the repository.
         CatalogError: the entry is malformed.
         ValueError: unknown precision.
+
+    ``name`` matches loosely (:func:`furiosa.artifacts.catalog.entries.lookup`): ``resnet50``,
+    ``mlcommons-resnet50-fp32`` (a DVC artifact name, which fixes the precision), ...
     """
     active = _ACTIVE.get()
     if root is None:
         root = active[0] if active else package_repo_root()
     root = Path(root)
     trusted = is_trusted(root, trust_repo=trust_repo) or bool(active and active[0] == root.resolve())
-    entry = find_entry(read_entries(root, validate=False), name, version)
+    entry, fixed = lookup(read_entries(root, validate=False), name, version)
+    if fixed is not None and precision not in (None, fixed):
+        raise ModelNotFoundError(f"{name!r} names the {fixed} binary of {entry.name}; drop precision={precision!r} "
+                                 f"or load {entry.name!r}")
+    precision = precision or fixed or "int8"
     _check_entry(root, entry, trusted=trusted)
     if entry.format == "code" and not (entry.location == ENTRY_MODULE and entry.name in installed_entry_points()):
         running = bool(active and active[0] == root.resolve() and entry.name in active[1])
@@ -183,13 +198,11 @@ def load_from_repo(name: str, *, precision: str = "int8", version: Optional[str]
                 )
             return _call_repo_code(root, entry, precision)
     relpath = binary_relpath(entry.name, precision)
-    path = _contained(root, relpath, what="binary", trusted=trusted)
+    _contained(root, relpath, what="binary", trusted=trusted)
     _contained(root, metrics_relpath(entry.name), what="metrics file", trusted=trusted)
-    try:
-        source = read_binary(root, relpath)
-    except BinaryNotFoundError:
-        raise
-    except (OSError, ValueError) as exc:  # a directory, no permission, a name the OS refuses
-        raise BinaryNotFoundError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    return Model(name=entry.name, family=entry.family, version=entry.version, description=entry.description,
-                 source=source, precision=precision, path=path, synthetic=is_synthetic(root, entry.name))
+    source, path = fetch_binary(root, relpath)
+    provenance = model_provenance(root, entry.name, source)
+    model = Model(name=entry.name, family=entry.family, version=entry.version, description=entry.description,
+                  source=source, precision=precision, path=path, provenance=provenance)
+    warn_provenance(entry.name, provenance)
+    return model

@@ -11,7 +11,35 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from furiosa.artifacts.errors import BinaryNotFoundError
+from furiosa.artifacts.errors import ModelBinaryError, UnsafePathError
+
+
+def parse_onnx(source: bytes, *, what: str) -> Any:
+    """The ModelProto in ``source``, refusing tensors stored outside it.
+
+    A session is built from bytes, so ONNX Runtime would resolve an external-data ``location`` (``.env``,
+    ``../secrets``) against the caller's working directory and hand the file back as a tensor. Catalog
+    binaries are single files: any tensor with external data (graph, subgraphs, node attributes) is refused.
+
+    Raises:
+        ModelBinaryError: ``source`` is not an ONNX model (re-fetch or rebuild it).
+        UnsafePathError: a tensor names external data.
+    """
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    try:
+        proto = onnx.load_model_from_string(source)
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise ModelBinaryError(f"{what} is not a valid ONNX model ({type(exc).__name__}): re-fetch it with "
+                               "`furiosa-artifacts pull` or rebuild it") from None
+    for tensor in _get_all_tensors(proto):
+        if uses_external_data(tensor) or len(tensor.external_data):
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "?")
+            raise UnsafePathError(f"{what}: tensor {tensor.name[:80]!r} keeps its data in the external file "
+                                  f"{location[:200]!r}; catalog binaries must be self-contained (refused: it "
+                                  "would be read relative to the current directory)")
+    return proto
 
 
 @dataclass(frozen=True)
@@ -27,7 +55,10 @@ class Model:
     """A catalog model ready to run: ``preprocess`` -> ONNX Runtime -> ``postprocess``."""
 
     def __init__(self, *, name: str, family: str, version: Optional[str], description: Optional[str],
-                 source: bytes, precision: str, path: Optional[Path] = None, synthetic: bool = False):
+                 source: bytes, precision: str, path: Optional[Path] = None, synthetic: bool = False,
+                 provenance: Any = None):
+        from furiosa.artifacts.provenance import Provenance, read_provenance
+
         self.name = name
         self.family = family
         self.version = version
@@ -35,10 +66,29 @@ class Model:
         self.source = source
         self.precision = precision
         self.path = path
-        self.synthetic = synthetic
+        prov = provenance if provenance is not None else read_provenance(source)
+        if synthetic and not prov.synthetic:
+            prov = Provenance("synthetic", prov.props, "the loader was told the weights are synthetic")
+        #: what the binary says about its weights (:class:`furiosa.artifacts.provenance.Provenance`)
+        self.provenance = prov
+
+    @property
+    def weights(self) -> str:
+        """Where the weights came from: ``official``, ``train``, ``synthetic`` or ``unknown`` (fail closed)."""
+        return self.provenance.kind
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the binary was built from synthetic (seeded random) weights."""
+        return self.provenance.synthetic
+
+    @property
+    def deployable(self) -> bool:
+        """True only when the binary proves real weights (official or trained); never for unknown provenance."""
+        return self.provenance.kind in ("official", "train")
 
     def __repr__(self) -> str:
-        mark = ", synthetic weights" if self.synthetic else ""
+        mark = "" if self.deployable else f", {self.weights} weights"
         return (f"Model(name={self.name!r}, version={self.version!r}, precision={self.precision!r}, "
                 f"{len(self.source)} bytes{mark})")
 
@@ -58,7 +108,7 @@ class Model:
     def _graph_io(self) -> Tuple[List[TensorInfo], List[TensorInfo]]:
         import onnx
 
-        graph = onnx.load_model_from_string(self.source).graph
+        graph = parse_onnx(self.source, what=self._what).graph
         initializers = {init.name for init in graph.initializer}
 
         def info(value: Any) -> TensorInfo:
@@ -91,14 +141,36 @@ class Model:
 
         return postprocess(outputs, contexts, self.spec)
 
+    @property
+    def _what(self) -> str:
+        return f"{self.name} {self.precision} binary" + (f" {self.path}" if self.path else "")
+
     @cached_property
     def session(self) -> Any:
-        """An ONNX Runtime CPU session over :attr:`source` (created on first use)."""
+        """An ONNX Runtime CPU session over :attr:`source` (created on first use).
+
+        Raises:
+            UnsafePathError: the binary names external data (see :func:`parse_onnx`).
+            ModelBinaryError: it is not a valid ONNX model, or ONNX Runtime cannot load it.
+        """
         import onnxruntime as ort
 
+        parse_onnx(self.source, what=self._what)
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        return ort.InferenceSession(self.source, options, providers=["CPUExecutionProvider"])
+        try:
+            return ort.InferenceSession(self.source, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's Fail/InvalidGraph/... share no public base
+            message = " ".join(str(exc).split())[:300]
+            raise ModelBinaryError(f"{self._what}: ONNX Runtime cannot load it ({message}): re-fetch it with "
+                                   "`furiosa-artifacts pull` or rebuild it") from None
+
+    def output_by_name(self, outputs: Dict[str, Any], name: str) -> Any:
+        """``outputs[name]``, or a ModelBinaryError naming the outputs the binary has."""
+        if name not in outputs:
+            raise ModelBinaryError(f"{self._what} has no output {name!r} (specs.yaml names it; the binary has "
+                                   f"{', '.join(map(repr, outputs))}): rebuild the binary or fix specs.yaml")
+        return outputs[name]
 
     def infer(self, tensor: Any, *, batch_size: int = 8) -> Dict[str, Any]:
         """Run a preprocessed batch (N, ...) through ONNX Runtime in chunks of ``batch_size``; outputs by name."""
@@ -118,18 +190,3 @@ class Model:
         tensor, contexts = self.preprocess(images)
         return self.postprocess(self.infer(tensor, batch_size=batch_size), contexts)
 
-
-def read_binary(root: Path, relpath: str) -> bytes:
-    """Bytes of a model binary inside ``root``.
-
-    Raises:
-        BinaryNotFoundError: the file is absent, with the commands that produce it.
-    """
-    path = Path(root) / relpath
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise BinaryNotFoundError(
-            f"{path} is not built yet: run `dvc pull` to fetch it, or build it with "
-            f"`furiosa-artifacts build` (official weights) / `furiosa-artifacts build --weights synthetic` (offline)"
-        ) from None

@@ -8,7 +8,11 @@ before anything is reported. For each model, on the files present in the workspa
 3. ``parameters``/``file-size``: the fp32 parameter count (``count_onnx_params``) and both file sizes
    against ``metrics.json``;
 4. ``tensors``: each binary's graph inputs and outputs against the model's spec (name, type, shape;
-   the batch axis may be dynamic).
+   the batch axis may be dynamic);
+5. ``provenance``: each binary carries readable provenance (``metadata_props``, see
+   :mod:`furiosa.artifacts.provenance`) naming this model and its precision, and the int8 binary's
+   ``fp32_md5`` is the md5 of the fp32 binary beside it. Missing provenance is a problem (fail closed);
+   :attr:`ModelReport.weights` says what the binaries claim (``unknown`` when they do not agree).
 
 Outputs recorded in ``dvc.lock`` but absent from the workspace (a consumer that pulled only the int8
 binary) are listed as skipped, not as problems. No torch here.
@@ -23,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from furiosa.artifacts.cards import code_entry, read_metrics, read_model_spec
 from furiosa.artifacts.catalog.entries import read_entries
-from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError
+from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError, LockFileError, UnsafePathError
 from furiosa.artifacts.layout import PRECISIONS, binary_relpath, metrics_relpath, model_dir
 
 __all__ = ["ModelReport", "Problem", "built_models", "reports_json", "verify_model", "verify_models"]
@@ -57,13 +61,14 @@ class ModelReport:
     checked: List[str] = field(default_factory=list)  # "md5 models/X/int8.onnx", ...
     skipped: List[str] = field(default_factory=list)  # "models/X/weights.pt: not in the workspace", ...
     problems: List[Problem] = field(default_factory=list)
+    weights: str = "unknown"  # official | train | synthetic | unknown, from the binaries' provenance
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"model": self.model, "ok": self.ok, "checked": self.checked, "skipped": self.skipped,
+        return {"model": self.model, "ok": self.ok, "weights": self.weights, "checked": self.checked, "skipped": self.skipped,
                 "problems": [p.as_dict() for p in self.problems]}
 
 
@@ -160,6 +165,32 @@ def _check_tensors(model: Any, spec: Any, relpath: str, name: str, report: Model
                                        f"{list(spec.output_names)}, got {outputs}", list(spec.output_names), outputs))
 
 
+def _check_provenance(name: str, present: Dict[str, Path], report: ModelReport) -> None:
+    from furiosa.artifacts.provenance import read_provenance
+
+    kinds = set()
+    for precision, path in present.items():
+        relpath = binary_relpath(name, precision)
+        report.checked.append(f"provenance {relpath}")
+        prov = read_provenance(path)
+        kinds.add(prov.kind)
+        if not prov.known:
+            report.problems.append(Problem(name, relpath, "provenance", f"provenance unknown: {prov.error}; "
+                                           f"rebuild it with `dvc repro quantize@{name}` (or pull a current build)"))
+            continue
+        for key, expected in (("name", name), ("precision", precision)):
+            if prov.get(key) != expected:
+                report.problems.append(Problem(name, relpath, "provenance", f"the binary says {key} "
+                                               f"{prov.get(key)!r}, expected {expected!r}", expected, prov.get(key)))
+        if precision == "int8" and "fp32" in present:
+            actual = _md5(present["fp32"])
+            if prov.get("fp32_md5") != actual:
+                report.problems.append(Problem(name, relpath, "provenance", f"quantized from an fp32 binary with md5 "
+                                               f"{prov.get('fp32_md5')}, but {binary_relpath(name, 'fp32')} has md5 "
+                                               f"{actual}", prov.get("fp32_md5"), actual))
+    report.weights = kinds.pop() if len(kinds) == 1 else "unknown"
+
+
 def _check_metrics(name: str, metrics: Dict[str, Any], present: Dict[str, Path], loaded: Sequence[str],
                    report: ModelReport) -> None:
     from furiosa.artifacts.build.evaluate import count_onnx_params, file_size
@@ -197,7 +228,7 @@ def verify_model(root: Path, name: str, *, outputs: Any = _READ_LOCK) -> ModelRe
         SpecError, CatalogReadError: specs.yaml or the catalog cannot be read.
     """
     from furiosa.artifacts.errors import SpecError
-    from furiosa.artifacts.storage.lockfile import read_outputs
+    from furiosa.artifacts.storage.lockfile import contained_file, read_outputs
 
     root = Path(root)
     entry, _ = code_entry(read_entries(root, validate=False), name)
@@ -206,12 +237,21 @@ def verify_model(root: Path, name: str, *, outputs: Any = _READ_LOCK) -> ModelRe
     if outputs is _READ_LOCK:
         try:
             outputs = read_outputs(root)
+        except LockFileError:
+            raise  # there but unreadable: an error (exit 2), not "nothing recorded"
         except BinaryNotFoundError:
             outputs = None
     _check_lock(root, name, outputs, report)
     spec = read_model_spec(root, name)
-    present = {p: root / binary_relpath(name, p) for p in ("fp32", "int8")}
-    present = {p: path for p, path in present.items() if path.is_file()}
+    present = {}
+    for precision in ("fp32", "int8"):
+        try:
+            path = contained_file(root, binary_relpath(name, precision), what="binary")
+        except UnsafePathError as exc:  # a workspace symlink out of the repository: never read it
+            report.problems.append(Problem(name, binary_relpath(name, precision), "missing", str(exc)))
+            continue
+        if path is not None:
+            present[precision] = path
     if not present:
         report.problems.append(Problem(name, model_dir(name), "missing", "no ONNX binary of this model in the "
                                        "workspace: run `furiosa-artifacts pull` or `furiosa-artifacts build`"))
@@ -221,9 +261,10 @@ def verify_model(root: Path, name: str, *, outputs: Any = _READ_LOCK) -> ModelRe
         if model is not None:
             loaded.append(precision)
             _check_tensors(model, spec, binary_relpath(name, precision), name, report)
+    _check_provenance(name, present, report)
     try:
         metrics = read_metrics(root, name)
-    except SpecError as exc:
+    except (SpecError, UnsafePathError) as exc:
         report.problems.append(Problem(name, metrics_relpath(name), "metrics", str(exc)))
         return report
     if metrics is None:
@@ -254,6 +295,8 @@ def verify_models(root: Path, names: Sequence[str] = ()) -> List[ModelReport]:
                                   "or `dvc pull` first")
     try:
         outputs = read_outputs(root)
+    except LockFileError:
+        raise  # there but unreadable: an error (exit 2), not "nothing recorded"
     except BinaryNotFoundError:
         outputs = None
     return [verify_model(root, name, outputs=outputs) for name in wanted]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -85,6 +85,7 @@ def export_onnx(
     atol: float = 1e-5,
     seed: int = 0,
     exporter: Exporter = "torchscript",
+    provenance: Mapping[str, str] | None = None,
 ) -> ExportReport:
     """Export ``model`` (put in eval mode) to ``out`` and gate it on ONNX Runtime parity.
 
@@ -93,7 +94,8 @@ def export_onnx(
     ``input_shape[0]`` and ``input_shape[0] + 1``. ``exporter="torchscript"`` (the
     default) is torch's ``dynamo=False`` path: fast here and it honours any opset.
     ``"dynamo"`` exports at opset >= 18 with torch 2.14 and converts down, which can fail;
-    an output whose opset differs from ``opset`` raises BuildError.
+    an output whose opset differs from ``opset`` raises BuildError. ``provenance`` is written into the
+    file's ``metadata_props`` (see :func:`furiosa.artifacts.provenance.stamp`) before it is renamed into place.
 
     Raises SpecError for invalid arguments, BuildError when export or the ONNX checker
     fails or the model is too large for one protobuf file, and GateError when an
@@ -120,6 +122,10 @@ def export_onnx(
         abs_diff, rel_diff = _parity(model, tmp, shape=shape, input_name=input_name,
                                      output_names=names, batches=batches, rtol=rtol, atol=atol, seed=seed,
                                      where=out)
+        if provenance is not None:
+            from furiosa.artifacts.provenance import stamp
+
+            stamp(tmp, provenance)
         size = tmp.stat().st_size
     log.info("exported %s (%d params, %d bytes) in %.1f s; parity max abs diff %s",
              out, param_count, size, export_seconds, abs_diff)

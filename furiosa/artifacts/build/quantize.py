@@ -23,6 +23,7 @@ import onnx
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from furiosa.artifacts.build._fold import fold_pads_into_convs
 from furiosa.artifacts.build._io import atomic_path
 from furiosa.artifacts.build._ort import ORT_ERRORS
 from furiosa.artifacts.build.calibrate import NpzCalibrationReader
@@ -145,8 +146,11 @@ class QuantizeReport:
                 for f in fields(self) for v in [getattr(self, f.name)]}
 
 
-def quantize_model(fp32: Path, *, calibration: Path, out: Path, settings: QuantSettings) -> QuantizeReport:
+def quantize_model(fp32: Path, *, calibration: Path, out: Path, settings: QuantSettings,
+                   provenance: Mapping[str, str] | None = None) -> QuantizeReport:
     """Quantize the fp32 ONNX model ``fp32`` to ``out`` with ``settings``, calibrated on ``calibration``.
+
+    ``provenance`` is written into the int8 file's ``metadata_props`` before it is renamed into place.
 
     Raises BuildError when the model or calibration set is missing or does not fit the
     model's single input, when pre-processing, quantization or the ONNX checker fails, or
@@ -169,6 +173,10 @@ def quantize_model(fp32: Path, *, calibration: Path, out: Path, settings: QuantS
             quant_pre_process(str(fp32), str(preprocessed))
         except ORT_ERRORS as exc:
             raise BuildError(f"quantization pre-processing of {fp32} failed: {exc}") from exc
+        if settings.quant_format == "QDQ":  # a float Pad between DQ and Q is not fused: fold it into the Conv
+            pre_model = onnx.load(str(preprocessed))
+            if fold_pads_into_convs(pre_model):
+                onnx.save(pre_model, str(preprocessed))
         preprocess_seconds = time.perf_counter() - start
         _check_excluded_nodes(preprocessed, settings.nodes_to_exclude)
 
@@ -190,6 +198,10 @@ def quantize_model(fp32: Path, *, calibration: Path, out: Path, settings: QuantS
                     use_external_data_format=False,
                 )
                 onnx.checker.check_model(str(tmp), full_check=True)
+                if provenance is not None:
+                    from furiosa.artifacts.provenance import stamp
+
+                    stamp(tmp, provenance)
             except ORT_ERRORS as exc:
                 raise BuildError(f"quantization of {fp32} to {out} failed: {exc}") from exc
             quantize_seconds = time.perf_counter() - start

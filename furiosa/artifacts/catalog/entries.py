@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-import yaml
+from furiosa.artifacts.catalog._yaml import MAX_BYTES, read_yaml
 
 from furiosa.artifacts.errors import CatalogError, CatalogReadError, ModelNotFoundError
 
@@ -91,34 +91,84 @@ def read_entries(root: Path, *, validate: bool = True) -> List[Artifact]:
             listing = "\n".join(f"  {p}" for p in problems)
             raise CatalogError(f"{path} has {len(problems)} problem(s); run `furiosa-artifacts lint`:\n{listing}")
     try:
-        data = yaml.safe_load(path.read_text("utf-8"))
+        data = read_yaml(path, error=CatalogReadError, max_bytes=MAX_BYTES)
     except FileNotFoundError:
         raise CatalogReadError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise CatalogReadError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise CatalogReadError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise CatalogReadError(f"{path}: invalid YAML: {exc}") from None
-    except (ValueError, TypeError, RecursionError) as exc:  # PyYAML's constructor: bad dates, deep nesting
-        raise CatalogReadError(f"{path}: invalid YAML: {type(exc).__name__}: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
         raise CatalogReadError(f"{path}: expected a mapping with an 'artifacts' list")
     return [_artifact(raw, where=f"{path}: /artifacts/{index}") for index, raw in enumerate(data["artifacts"])]
 
 
 def find_entry(entries: List[Artifact], name: str, version: Optional[str] = None) -> Artifact:
-    """The entry named ``name`` (exact, else case/punctuation-insensitive), newest listed if no version.
+    """The entry ``name`` stands for (see :func:`lookup`), newest listed if no version.
 
     Raises:
-        ModelNotFoundError: nothing matches; the message lists close names.
+        ModelNotFoundError: nothing matches (with "did you mean"), or the name is ambiguous (candidates listed).
     """
-    exact = [e for e in entries if e.name == name]
-    matches = exact or [e for e in entries if normalize_name(e.name) == normalize_name(name)]
+    return lookup(entries, name, version)[0]
+
+
+def _pick(matches: List[Artifact], version: Optional[str]) -> Optional[Artifact]:
     if version is not None:
         matches = [e for e in matches if e.version == version]
-    if not matches:
-        known = ", ".join(sorted({e.name for e in entries}))
-        what = f"{name!r}" + (f" version {version!r}" if version is not None else "")
-        raise ModelNotFoundError(f"no catalog entry {what}; known names: {known}")
-    return matches[-1]
+    return matches[-1] if matches else None
+
+
+def _close_names(wanted: str, names: List[str], *, limit: int = 3) -> List[str]:
+    """Names that contain most of ``wanted`` in order (a typo inside a substring), best first (difflib)."""
+    import difflib
+
+    scored = []
+    for name in names:
+        matcher = difflib.SequenceMatcher(None, wanted, normalize_name(name), autojunk=False)
+        share = sum(block.size for block in matcher.get_matching_blocks()) / max(1, len(wanted))
+        if share >= 0.75:
+            scored.append((-share, -matcher.ratio(), name))
+    return [name for _, _, name in sorted(scored)[:limit]]
+
+
+def lookup(entries: List[Artifact], name: str, version: Optional[str] = None) -> Tuple[Artifact, Optional[str]]:
+    """The entry a name a user typed stands for, and the precision the name fixes (None: not fixed).
+
+    Tried in order: the exact name; the name ignoring case and punctuation (``mlcommons-resnet50``); a DVC
+    artifact name (``mlcommons-resnet50-fp32`` fixes fp32); a unique case/punctuation-insensitive
+    substring of one name (``resnet50``, ``ssd-resnet34``), code entries preferred over their bare
+    ``_INT8`` files. Several names with the substring: ambiguous; none: the closest names are suggested.
+
+    Raises:
+        ModelNotFoundError: no match, or an ambiguous one; the message says what to type instead.
+    """
+    what = f"{name!r}" + (f" version {version!r}" if version is not None else "")
+    for matches in ([e for e in entries if e.name == name],
+                    [e for e in entries if normalize_name(e.name) == normalize_name(name)]):
+        if matches:
+            found = _pick(matches, version)
+            if found is None:
+                versions = ", ".join(sorted({str(e.version) for e in matches}))
+                raise ModelNotFoundError(f"no catalog entry {what}; {matches[0].name} has version(s) {versions}")
+            return found, None
+    code = [e.name for e in entries if e.format == "code"]
+    try:
+        from furiosa.artifacts.registries.names import catalog_name
+
+        model, precision = catalog_name(name, code)
+        found = _pick([e for e in entries if e.name == model], version)
+        if found is not None:
+            return found, precision
+    except ModelNotFoundError:
+        pass
+    wanted = normalize_name(name)
+    hits = [e for e in entries if wanted and wanted in normalize_name(e.name)]
+    hits = [e for e in hits if e.format == "code"] or hits
+    names = list(dict.fromkeys(e.name for e in hits))
+    if len(names) == 1:
+        found = _pick([e for e in hits if e.name == names[0]], version)
+        if found is not None:
+            return found, None
+    if len(names) > 1:
+        raise ModelNotFoundError(f"{name!r} is ambiguous: it matches {', '.join(names)}; type more of the name")
+    known = list(dict.fromkeys(e.name for e in entries))
+    close = _close_names(wanted, list(dict.fromkeys(code)) or known)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ModelNotFoundError(f"no catalog entry {what}; {hint}known names: {', '.join(sorted(known))} "
+                             "(`furiosa-artifacts list`)")

@@ -15,7 +15,18 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from jsonschema.exceptions import ValidationError
 
-from furiosa.artifacts.catalog._yaml import Document, Pointer, load_document, printable
+from furiosa.artifacts.catalog._yaml import (
+    MAX_BYTES,
+    Document,
+    Pointer,
+    load_document,
+    parse_yaml,
+    printable,
+    read_yaml,
+    shown,
+    yaml11_differences,
+)
+from furiosa.artifacts.errors import CatalogReadError
 from furiosa.artifacts.catalog.schema import iter_schema_errors, load_schema
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -195,10 +206,28 @@ def _check_entry(c: _Collector, root: Path, index: int, entry: Dict[str, Any],
                   "create it or remove the key")
 
 
+def _yaml11_problems(c: _Collector, doc: Document) -> None:
+    """Lint parses YAML 1.2; DVC, GTO, our runtime reader and the furiosa-registry client parse YAML 1.1
+    (PyYAML). Every scalar the two read differently (``yes``, ``off``, ``1:20``, ``017``, ``1_000``, a bad
+    date ...) is a problem: the catalog must mean one thing to every reader."""
+    if not doc.text:
+        return
+    try:
+        yaml11 = parse_yaml(doc.text, source=str(doc.path), max_bytes=MAX_BYTES, exact=True)
+    except CatalogReadError as exc:
+        c.add((), f"PyYAML (YAML 1.1: the furiosa-registry client, DVC) cannot read this file: {exc}")
+        return
+    for pointer, old, new in yaml11_differences(yaml11, doc.data):
+        field = str(pointer[-1]) if pointer else "the document"
+        c.add(pointer, f"'{printable(field)}' reads as {shown(new)} in YAML 1.2 (lint) but as {shown(old)} in "
+              "YAML 1.1 (PyYAML: the furiosa-registry client, DVC, GTO): quote it so both read the same text")
+
+
 def lint_document(doc: Document, *, pipeline_outputs: Iterable[str] = ()) -> List[Problem]:
     """Schema and semantic problems of an already-loaded catalog document."""
     c = _Collector(doc)
     root = doc.path.parent
+    _yaml11_problems(c, doc)
     for error in iter_schema_errors(doc.data):
         pointer, message, key = _schema_message(error)
         c.add(pointer, message, key=key)
@@ -270,10 +299,10 @@ def unbuilt_binaries(path: Path) -> List[str]:
     if path.is_dir():
         path = path / "artifacts.yaml"
     try:
-        data = yaml.safe_load(path.read_text("utf-8")) or {}
-    except (OSError, ValueError, yaml.YAMLError):  # ValueError: PyYAML's constructor on a bad date
+        data = read_yaml(path, max_bytes=MAX_BYTES) or {}
+    except (OSError, CatalogReadError):
         return []
     entries = data.get("artifacts") if isinstance(data, dict) else None
-    return [e["location"] for e in entries or [] if isinstance(e, dict) and e.get("format") in ("onnx", "tflite")
+    return [e["location"] for e in (entries if isinstance(entries, list) else []) if isinstance(e, dict) and e.get("format") in ("onnx", "tflite")
             and isinstance(e.get("location"), str) and _safe_relative(path.parent, e["location"]) is None
             and not _is_file(path.parent / e["location"])]

@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Iterable, Set
 
-import yaml
+from furiosa.artifacts.catalog._yaml import read_yaml
+from furiosa.artifacts.errors import CatalogReadError
 
 _VAR = re.compile(r"\$\{([^}]+)\}")
 
@@ -26,8 +27,8 @@ def _expand(text: str, context: Dict[str, Any]) -> str:
     return _VAR.sub(lambda m: str(_lookup(context, m.group(1).strip())), text)
 
 
-def _out_paths(outs: Iterable[Any]) -> Iterable[str]:
-    for out in outs or []:
+def _out_paths(outs: Any) -> Iterable[str]:
+    for out in outs if isinstance(outs, list) else []:
         if isinstance(out, str):
             yield out
         elif isinstance(out, dict):
@@ -39,14 +40,17 @@ def declared_outputs(root: Path) -> Set[str]:
     root = Path(root)
     outs: Set[str] = set()
     try:
-        pipeline = yaml.safe_load((root / "dvc.yaml").read_text("utf-8")) or {}
-        params = yaml.safe_load((root / "params.yaml").read_text("utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+        pipeline = read_yaml(root / "dvc.yaml") or {}
+        params = read_yaml(root / "params.yaml") or {}
+    except (OSError, CatalogReadError):
         pipeline, params = {}, {}
-    for stage in (pipeline.get("stages") or {}).values():
+    stages = pipeline.get("stages") if isinstance(pipeline, dict) else None
+    for stage in (stages if isinstance(stages, dict) else {}).values():
         if not isinstance(stage, dict):
             continue
         body = stage.get("do", stage)
+        if not isinstance(body, dict):
+            continue  # `do:` that is not a mapping declares nothing (DVC itself refuses it)
         paths = [p for key in ("outs", "metrics", "plots") for p in _out_paths(body.get(key))]
         foreach = stage.get("foreach")
         if foreach is None:
@@ -60,9 +64,12 @@ def declared_outputs(root: Path) -> Set[str]:
         except (KeyError, TypeError, AttributeError):
             continue
     try:
-        lock = yaml.safe_load((root / "dvc.lock").read_text("utf-8")) or {}
-        for stage in (lock.get("stages") or {}).values():
-            outs.update(o["path"] for o in (stage or {}).get("outs") or [] if isinstance(o, dict) and "path" in o)
-    except (OSError, yaml.YAMLError):
-        pass
+        lock = read_yaml(root / "dvc.lock") or {}
+    except (OSError, CatalogReadError):
+        lock = {}
+    locked = lock.get("stages") if isinstance(lock, dict) else None
+    for stage in (locked if isinstance(locked, dict) else {}).values():
+        lock_outs = stage.get("outs") if isinstance(stage, dict) else None
+        outs.update(o["path"] for o in (lock_outs if isinstance(lock_outs, list) else [])
+                    if isinstance(o, dict) and isinstance(o.get("path"), str))
     return outs

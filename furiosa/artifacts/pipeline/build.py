@@ -12,32 +12,36 @@ from typing import Any, Dict, List, Optional, Sequence
 from furiosa.artifacts.docs import write_atomic
 from furiosa.artifacts.errors import BuildError, SpecError
 from furiosa.artifacts.layout import metrics_relpath
-from furiosa.artifacts.pipeline.params import PARAMS_FILE, WEIGHT_MODES, load_params
+from furiosa.artifacts.pipeline.params import (
+    LOCAL_PARAMS_FILE,
+    PARAMS_FILE,
+    WEIGHT_MODES,
+    load_params,
+    read_local_weights,
+)
 
 
-def set_weight_mode(root: Path, mode: str) -> bool:
-    """Set ``base.weights`` in params.yaml (comments kept); returns whether the file changed.
+def set_weight_mode(root: Path, mode: Optional[str] = None) -> bool:
+    """Write the weight mode into the untracked ``params.local.yaml`` (never the tracked params.yaml).
+
+    ``mode`` None keeps the current override, or writes params.yaml's own ``base.weights`` when there is
+    none (the weights stage lists that file, so it must exist). Returns whether the file changed.
 
     Raises:
-        SpecError: unknown mode, or params.yaml is invalid.
+        SpecError: unknown mode, or params.yaml / params.local.yaml is invalid.
     """
+    root = Path(root)
+    local = root / LOCAL_PARAMS_FILE
+    current = read_local_weights(local)
+    if mode is None:
+        mode = current or load_params(root / PARAMS_FILE).weights
     if mode not in WEIGHT_MODES:
         raise SpecError(f"--weights must be one of {', '.join(WEIGHT_MODES)}, got {mode!r}")
-    path = Path(root) / PARAMS_FILE
-    if load_params(path).weights == mode:
+    if current == mode:
         return False
-    import io
-
-    from ruamel.yaml import YAML
-
-    yaml = YAML(typ="rt")
-    yaml.width = 4096
-    data = yaml.load(path.read_text("utf-8"))
-    data["base"]["weights"] = mode
-    buffer = io.StringIO()
-    yaml.dump(data, buffer)
-    write_atomic(path, buffer.getvalue())
-    load_params(path)  # what we wrote must still validate
+    write_atomic(local, "# local build overrides (git-ignored), written by `furiosa-artifacts build --weights`\n"
+                        f"base:\n  weights: {mode}\n")
+    read_local_weights(local)  # what we wrote must still validate
     return True
 
 
@@ -90,6 +94,22 @@ def format_summary(rows: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+#: what the pipeline imports, and the distribution that provides it (all in the ``build`` extra)
+BUILD_MODULES = {"torch": "torch", "torchvision": "torchvision", "timm": "timm", "dvc": "dvc", "sklearn": "scikit-learn",
+                 "onnxscript": "onnxscript"}
+
+
+def check_build_extra() -> None:
+    """Raise BuildError naming the missing packages and the extra to install, before anything is changed."""
+    import importlib.util
+
+    missing = [dist for module, dist in BUILD_MODULES.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise BuildError(f"`furiosa-artifacts build` needs the build extra ({', '.join(missing)} not installed): "
+                         "install it with `pip install 'furiosa-artifacts[build]'` (from a clone: "
+                         "`pip install -e '.[build]'`); nothing was changed")
+
+
 def build(root: Path, *, weights: Optional[str] = None, models: Sequence[str] = (), push: bool = True) -> List[Dict[str, Any]]:
     """Run the pipeline for ``models`` (all when empty) and return the summary rows.
 
@@ -97,8 +117,10 @@ def build(root: Path, *, weights: Optional[str] = None, models: Sequence[str] = 
         SpecError: bad weight mode or params; BuildError: DVC failed.
     """
     root = Path(root)
-    if weights is not None and set_weight_mode(root, weights):
-        print(f"params.yaml: base.weights set to '{weights}' (see `git diff params.yaml`)", file=sys.stderr)
+    check_build_extra()
+    if set_weight_mode(root, weights):
+        print(f"{LOCAL_PARAMS_FILE}: base.weights set to '{load_params(root / PARAMS_FILE).weights}' (git-ignored; "
+              "params.yaml is unchanged)", file=sys.stderr)
     params = load_params(root / PARAMS_FILE)
     for name in models:
         params.model(name)

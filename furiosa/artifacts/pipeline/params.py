@@ -6,11 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping
 
-import yaml
-
+from furiosa.artifacts.catalog._yaml import read_yaml
 from furiosa.artifacts.errors import SpecError
 
 PARAMS_FILE = "params.yaml"
+#: Untracked (git-ignored) per-workspace overrides beside params.yaml: only ``base.weights``. Written by
+#: ``furiosa-artifacts build`` so that ``--weights synthetic`` never rewrites the tracked params.yaml; dvc.yaml
+#: lists it as a parameter file of the weights stage, so ``dvc status`` sees a change of mode.
+LOCAL_PARAMS_FILE = "params.local.yaml"
 WEIGHT_MODES = ("official", "synthetic")
 MODEL_KEYS = {"network", "data", "source", "export", "calibration", "quantization", "evaluation", "gates",
               "published"}
@@ -81,7 +84,7 @@ class Params:
 def _keys(where: str, value: Any, allowed: set, *, required: set | None = None) -> Dict[str, Any]:
     if not isinstance(value, Mapping):
         raise SpecError(f"{where}: expected a mapping, got {type(value).__name__}")
-    unknown = sorted(set(value) - allowed)
+    unknown = sorted(map(str, set(value) - allowed))
     missing = sorted((allowed if required is None else required) - set(value))
     if unknown:
         raise SpecError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -145,12 +148,11 @@ def load_params(path: Path) -> Params:
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text("utf-8"))
+        raw = read_yaml(path, error=SpecError)
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file (the pipeline's build recipe)") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: invalid YAML: {exc}") from None
-    top = _keys(f"{path}", raw, {"base", "samples", "models", "digits_detection"},
+    # benchmarks: targets read by benchmarks/ only (not build gates), optional
+    top = _keys(f"{path}", raw, {"base", "samples", "models", "digits_detection", "benchmarks"},
                 required={"base", "samples", "models"})
     base = _keys(f"{path}: base", top["base"], BASE_KEYS)
     if base["weights"] not in WEIGHT_MODES:
@@ -170,6 +172,13 @@ def load_params(path: Path) -> Params:
         _positive_int(f"{where}.export.opset", export["opset"], minimum=7)
         if not isinstance(m["source"], Mapping) or "type" not in m["source"]:
             raise SpecError(f"{where}.source: expected a mapping with a 'type' (url, file, train, synthetic)")
+        if m["source"].get("type") in ("url", "file"):  # a pin is checked even when the build is synthetic
+            from furiosa.artifacts.sources import check_pins
+
+            check_pins(m["source"], where=f"{where}.source")
+        for key in ("quantization", "gates"):
+            if not isinstance(m[key] if key != "gates" else (m[key] or {}), Mapping):
+                raise SpecError(f"{where}.{key}: expected a mapping, got {type(m[key]).__name__}")
         models[name] = ModelParams(
             name=name, network=str(m["network"]), source=dict(m["source"]), export=export,
             calibration=_data(f"{where}.calibration", m["calibration"], section="calibration"),
@@ -183,6 +192,28 @@ def load_params(path: Path) -> Params:
         from furiosa.artifacts.pipeline.digits_detection import DatasetParams
 
         DatasetParams.from_params(detection, where=f"{path}: digits_detection")
+    weights = read_local_weights(path.parent / LOCAL_PARAMS_FILE) or base["weights"]
     return Params(path=path, seed=_positive_int(f"{path}: base.seed", base["seed"], minimum=0),
-                  weights=base["weights"], latency=latency, samples=samples, models=models,
+                  weights=weights, latency=latency, samples=samples, models=models,
                   digits_detection=dict(detection) if detection is not None else None)
+
+
+def read_local_weights(path: Path) -> str | None:
+    """``base.weights`` from the override file ``path`` (None when the file does not exist).
+
+    Raises:
+        SpecError: the file is not YAML, holds anything but ``base.weights``, or an unknown mode.
+    """
+    path = Path(path)
+    try:
+        raw = read_yaml(path, error=SpecError)
+    except FileNotFoundError:
+        return None
+    except SpecError as exc:
+        raise SpecError(f"cannot read the local overrides: {exc}; delete {path} or rewrite it with "
+                        "`furiosa-artifacts build --weights official|synthetic`") from None
+    top = _keys(f"{path}", raw, {"base"})
+    base = _keys(f"{path}: base", top["base"], {"weights"})
+    if base["weights"] not in WEIGHT_MODES:
+        raise SpecError(f"{path}: base.weights: {base['weights']!r} is not one of {', '.join(WEIGHT_MODES)}")
+    return base["weights"]

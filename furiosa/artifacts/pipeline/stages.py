@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,15 +26,39 @@ def _spec(name: str) -> Any:
     return load_spec(name)
 
 
-def export_stage(params: Params, name: str, *, weights: Path, out: Path, report: Path) -> Dict[str, Any]:
-    """Export the fp32 ONNX of ``name`` and record the parity report."""
+def build_provenance(params: Params, name: str, *, weights: Path, record: Path) -> Dict[str, str]:
+    """The provenance the fp32 binary of ``name`` carries (see :mod:`furiosa.artifacts.provenance`)."""
+    from furiosa.artifacts.catalog.entries import find_entry, read_entries
+    from furiosa.artifacts.provenance import params_digest
+    from furiosa.artifacts.sources.cache import hash_file
+
+    made = read_provenance(record)
+    source = made.get("source")
+    kind = {"url": "official", "file": "official", "train": "train", "synthetic": "synthetic"}.get(source)
+    if kind is None:
+        raise BuildError(f"{record}: unknown weight source {source!r}; rebuild it with `dvc repro weights@{name}`")
+    entry = find_entry(read_entries(Path(params.path).parent, validate=False), name)
+    model = params.model(name)  # what the export stage depends on (dvc.yaml), nothing more
+    recipe = {"network": model.network, "source": model.source, "data": model.data, "export": model.export,
+              "seed": params.seed, "weights": params.weights}
+    return {"name": name, "version": entry.version or "", "precision": "fp32", "weights": kind,
+            "source_sha256": str(made.get("sha256") or "") if kind == "official" else "",
+            "weights_sha256": hash_file(Path(weights), ("sha256",))["sha256"],
+            "params_sha256": params_digest(recipe)}
+
+
+def export_stage(params: Params, name: str, *, weights: Path, out: Path, report: Path,
+                 record: Path | None = None) -> Dict[str, Any]:
+    """Export the fp32 ONNX of ``name`` (stamped with its provenance from ``record``) and write the report."""
     from furiosa.artifacts.build._io import atomic_write_text
     from furiosa.artifacts.build.export import export_onnx
 
     spec, export = _spec(name), params.model(name).export
+    provenance = build_provenance(params, name, weights=weights, record=record) if record is not None else None
     result = export_onnx(load_weights(name, weights), input_shape=(1, *spec.input.shape), input_name=spec.input.name,
                          output_names=list(spec.output_names), out=out, opset=int(export["opset"]),
-                         rtol=float(export["rtol"]), atol=float(export["atol"]), seed=params.seed)
+                         rtol=float(export["rtol"]), atol=float(export["atol"]), seed=params.seed,
+                         provenance=provenance)
     data = result.to_dict()
     data["path"] = str(out)
     atomic_write_text(report, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
@@ -115,10 +139,23 @@ def quantize_stage(params: Params, name: str, *, fp32: Path, calibration: Path, 
     """Quantize the fp32 ONNX of ``name`` to int8 with the settings in params."""
     from furiosa.artifacts.build._io import atomic_write_text
     from furiosa.artifacts.build.quantize import QuantSettings, quantize_model
+    from furiosa.artifacts.provenance import PREFIX, params_digest
+    from furiosa.artifacts.provenance import read_provenance as binary_provenance
+    from furiosa.artifacts.sources.cache import hash_file
 
     settings = QuantSettings.from_params(params.model(name).quantization,
                                          where=f"params.yaml: models.{name}.quantization")
-    result = quantize_model(fp32, calibration=calibration, out=out, settings=settings).to_dict()
+    parent = binary_provenance(fp32)
+    if not parent.known:
+        raise BuildError(f"{fp32}: {parent.error}; rebuild it with `dvc repro export@{name}`")
+    provenance = {k[len(PREFIX):]: v for k, v in parent.props.items()}
+    section = params.model(name)
+    recipe = {"fp32": parent.get("params_sha256"), "calibration": section.calibration,
+              "quantization": section.quantization}
+    provenance.update(precision="int8", fp32_md5=hash_file(Path(fp32), ("md5",))["md5"],
+                      params_sha256=params_digest(recipe))
+    result = quantize_model(fp32, calibration=calibration, out=out, settings=settings,
+                            provenance=provenance).to_dict()
     atomic_write_text(report, json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
     return result
 
@@ -136,8 +173,11 @@ def _run(path: Path, tensor: np.ndarray, *, threads: int, batch: int = 8) -> Dic
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def _detections(per_image: List[List[Any]]) -> List[np.ndarray]:
-    return [np.array([[*d.box, d.score, d.category_id] for d in dets], dtype=np.float64).reshape(-1, 6)
+AGREEMENT_MAX_DETECTIONS = 100  # COCOeval maxDets: uncapped specs compare their best 100 per image (small IoU matrix)
+
+
+def _detections(per_image: List[List[Any]], *, cap: Optional[int] = None) -> List[np.ndarray]:
+    return [np.array([[*d.box, d.score, d.category_id] for d in dets[:cap]], dtype=np.float64).reshape(-1, 6)
             for dets in per_image]
 
 
@@ -191,7 +231,11 @@ def evaluate_stage(params: Params, name: str, *, fp32: Path, int8: Path, weights
             key = spec.output_names[0]
             metrics.update(agreement_classification(ref[key], new[key]))
         else:
-            metrics.update(agreement_detection(_detections(ref, contexts, spec), _detections(new, contexts, spec)))
+            from furiosa.artifacts.vision.postprocess import postprocess
+
+            ref_dets, new_dets = postprocess(ref, contexts, spec), postprocess(new, contexts, spec)
+            cap = None if spec.postprocess.max_detections else AGREEMENT_MAX_DETECTIONS  # best first
+            metrics.update(agreement_detection(_detections(ref_dets, cap=cap), _detections(new_dets, cap=cap)))
     else:
         models = _models(name, fp32, int8)
         root = Path(section["path"])
@@ -204,7 +248,9 @@ def evaluate_stage(params: Params, name: str, *, fp32: Path, int8: Path, weights
             report = evaluate_coco(models, root / section["images"], root / section["annotations"], limit=count,
                                    offset=offset, skip_empty=bool(section.get("skip_empty_images", False)),
                                    progress=False)
-            metrics.update(agreement_detection(report.outputs["fp32"], report.outputs["int8"]))
+            cap = None if spec.postprocess.max_detections else AGREEMENT_MAX_DETECTIONS  # rows come best first
+            metrics.update(agreement_detection([d[:cap] for d in report.outputs["fp32"]],
+                                               [d[:cap] for d in report.outputs["int8"]]))
         metrics["evaluation_inputs"] = report.count
         metrics.update(accuracy_metrics(report, model.published))
     tensor, _ = preprocess(first, spec)

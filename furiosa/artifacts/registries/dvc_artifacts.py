@@ -31,6 +31,8 @@ from typing import Dict, List, Optional, Tuple
 
 import yaml
 
+from furiosa.artifacts.catalog._yaml import read_yaml
+
 from furiosa.artifacts.catalog.entries import Artifact, read_entries
 from furiosa.artifacts.errors import CatalogError, CatalogReadError
 from furiosa.artifacts.layout import PRECISIONS, binary_relpath
@@ -87,11 +89,9 @@ def _slug(value: str) -> str:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text("utf-8"))
+        data = read_yaml(path, error=CatalogReadError)
     except FileNotFoundError:
         raise CatalogReadError(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise CatalogReadError(f"{path}: invalid YAML: {exc}") from None
     return data if isinstance(data, dict) else {}
 
 
@@ -200,21 +200,23 @@ def write_dvc_artifacts(root: Path) -> List[Path]:
         gto.write_text(GTO_CONFIG_TEXT, "utf-8")
         changed.append(gto)
     else:
-        problems = _gto_config_problems(root)
+        problems = gto_config_problems(root)
         if problems:
             raise CatalogError("; ".join(f"{where}: {message}" for where, message in problems))
     return changed
 
 
-def _gto_config_problems(root: Path) -> List[Tuple[str, str]]:
+def gto_config_problems(root: Path) -> List[Tuple[str, str]]:
+    """What is wrong with ``root/.gto`` (missing, unreadable, INDEX pointing at the catalog ...), as
+    ``(location, message)`` pairs; never raises for a hostile file."""
     path = root / GTO_CONFIG
     fix = "create it with `furiosa-artifacts dvc-artifacts`"
     if not path.is_file():
         return [(GTO_CONFIG, f"missing: GTO would read artifacts.yaml (the catalog) as its index and fail; {fix}")]
     try:
-        config = yaml.safe_load(path.read_text("utf-8")) or {}
-    except yaml.YAMLError as exc:
-        return [(GTO_CONFIG, f"invalid YAML: {exc}")]
+        config = read_yaml(path, error=CatalogReadError) or {}
+    except (OSError, CatalogReadError) as exc:
+        return [(GTO_CONFIG, str(exc))]
     if not isinstance(config, dict):
         return [(GTO_CONFIG, "expected a mapping")]
     problems = []
@@ -285,4 +287,4 @@ def check_dvc_artifacts(root: Path) -> List[Tuple[str, str]]:
             hint += f"; DVC names must match {DVC_NAME_PATTERN.pattern}"
         problems.append((where, f"extra artifact '{name}' stands for no catalog model built by the pipeline"
                          f"{hint}; {fix}"))
-    return problems + _gto_config_problems(root)
+    return problems + gto_config_problems(root)

@@ -115,7 +115,7 @@ def _versions(version: Optional[str]) -> set:
 
 def _build(root: Path, entry: Artifact, version: Optional[str], precision: Optional[str]) -> Any:
     from furiosa.artifacts.loader import is_synthetic, load_from_repo
-    from furiosa.artifacts.model import read_binary
+    from furiosa.artifacts.binaries import fetch_binary
 
     if version is not None and version not in _versions(entry.version):
         raise ModelNotFoundError(f"{entry.name} is version {entry.version!r} in this catalog, not {version!r}")
@@ -123,7 +123,11 @@ def _build(root: Path, entry: Artifact, version: Optional[str], precision: Optio
         model = load_from_repo(entry.name, precision=precision or "int8", version=entry.version, root=root)
         source, synthetic, precision = model.source, model.synthetic, model.precision
     else:
-        source = read_binary(root, entry.location)
+        from furiosa.artifacts.storage.lockfile import safe_relpath
+
+        # the catalog is data from anywhere: its location must stay inside the repository (symlinks followed)
+        source = fetch_binary(root, safe_relpath(root, entry.location,
+                                                 what=f"location of catalog entry {entry.name!r}"))[0]
         model_name = Path(entry.location).parent.name
         synthetic, precision = is_synthetic(root, model_name), Path(entry.location).stem
     fmt = "onnx" if entry.format == "code" else entry.format

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import yaml
+from furiosa.artifacts.catalog._yaml import parse_yaml
 
 from furiosa.artifacts.catalog.entries import find_entry, read_entries
 from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError, ModelNotFoundError
@@ -249,9 +249,12 @@ def artifact_path(root: Path, commit: str, artifact: str) -> str:
         BinaryNotFoundError: no (valid) dvc.yaml at that commit.
     """
     try:
-        declared = (yaml.safe_load(show(root, commit, DVC_FILE)) or {}).get("artifacts") or {}
-    except yaml.YAMLError as exc:
-        raise BinaryNotFoundError(f"{DVC_FILE} at {commit[:12]} is not valid YAML: {exc}") from None
+        data = parse_yaml(show(root, commit, DVC_FILE), source=f"{DVC_FILE} at {commit[:12]}",
+                          error=BinaryNotFoundError) or {}
+    except BinaryNotFoundError:
+        raise
+    declared = data.get("artifacts") if isinstance(data, dict) else None
+    declared = declared if isinstance(declared, dict) else {}
     body = declared.get(artifact)
     if not isinstance(body, dict) or not isinstance(body.get("path"), str):
         raise ModelNotFoundError(f"{DVC_FILE} at {commit[:12]} declares no artifact {artifact!r} "
@@ -297,12 +300,14 @@ def synthetic_build(resolver: _Resolver, lock_text: str, model: str) -> bool:
     try:
         metrics = json.loads(resolver.resolve(metrics_relpath(model)).path.read_text("utf-8"))
         return (metrics.get("weights") or {}).get("source") == "synthetic"
-    except (ArtifactsError, OSError, ValueError):
+    except (ArtifactsError, OSError, ValueError, RecursionError):
         pass
     try:
-        stage = (yaml.safe_load(lock_text) or {}).get("stages", {}).get(f"weights@{model}") or {}
-        return (stage.get("params") or {}).get("params.yaml", {}).get("base.weights") == "synthetic"
-    except (AttributeError, yaml.YAMLError):
+        stage = (parse_yaml(lock_text, source="dvc.lock") or {}).get("stages", {}).get(f"weights@{model}") or {}
+        params = stage.get("params") or {}
+        local = (params.get("params.local.yaml") or {}).get("base.weights")  # the override wins
+        return (local or (params.get("params.yaml") or {}).get("base.weights")) == "synthetic"
+    except (AttributeError, ArtifactsError):
         return True
 
 

@@ -34,6 +34,8 @@ __all__ = [
     "ENV_MIRRORS",
     "cache_path",
     "cache_root",
+    "check_pins",
+    "check_source",
     "download",
     "extract_member",
     "fetch_weights",
@@ -155,6 +157,51 @@ def _copy_verified(src: Path, dest: Path, *, sha256: str, size: int | None, wher
     return dest
 
 
+def check_pins(source: Mapping[str, Any], where: str = "source") -> None:
+    """Validate the ``sha256`` and ``size`` pins a source carries (an absent pin is the fetch's business).
+
+    Run when params.yaml is read, so that a malformed pin (``size: -1``, ``size: "83367"``, a short
+    sha256) is an error even in a synthetic-weights build that never downloads: a pin is never silently
+    disabled.
+
+    Raises:
+        SpecError: a pin is malformed; the message names the field.
+    """
+    if "sha256" in source:
+        _check_sha256(source["sha256"], where)
+    if "size" in source:
+        _check_size(source["size"], where)
+
+
+def check_source(source: Any, where: str = "source") -> str:
+    """Validate a ``url``/``file`` source mapping without fetching anything; its type.
+
+    Raises:
+        SpecError: the mapping is invalid; the message names the field and the fix.
+    """
+    if not isinstance(source, Mapping):
+        raise SpecError(f"{where}: expected a mapping with a 'type' key, got {type(source).__name__}")
+    kind = source.get("type")
+    if kind in _NOT_FETCHED:
+        raise SpecError(
+            f"{where}.type: {kind!r} sources are not fetched ({_NOT_FETCHED[kind]}); "
+            "fetch_weights handles only 'url' and 'file'"
+        )
+    if kind not in _KEYS:
+        raise SpecError(f"{where}.type: expected one of {sorted([*_KEYS, *_NOT_FETCHED])}, got {kind!r}")
+    _check_keys(source, kind, where)
+    _check_sha256(source["sha256"], where)
+    _check_size(source.get("size"), where)
+    if kind == "file":
+        _check_relative(source["path"], "path", where)
+    else:
+        _check_urls(source["urls"], where)
+        for key in ("filename", "member"):
+            if source.get(key) is not None:
+                _check_relative(source[key], key, where)
+    return str(kind)
+
+
 def fetch_weights(
     source: Mapping[str, Any],
     *,
@@ -175,17 +222,7 @@ def fetch_weights(
         DownloadError: a ``url`` source could not be fetched from anywhere, a ``file`` source
             does not exist, or the disk is full.
     """
-    if not isinstance(source, Mapping):
-        raise SpecError(f"{where}: expected a mapping with a 'type' key, got {type(source).__name__}")
-    kind = source.get("type")
-    if kind in _NOT_FETCHED:
-        raise SpecError(
-            f"{where}.type: {kind!r} sources are not fetched ({_NOT_FETCHED[kind]}); "
-            "fetch_weights handles only 'url' and 'file'"
-        )
-    if kind not in _KEYS:
-        raise SpecError(f"{where}.type: expected one of {sorted([*_KEYS, *_NOT_FETCHED])}, got {kind!r}")
-    _check_keys(source, kind, where)
+    kind = check_source(source, where)
     sha256 = _check_sha256(source["sha256"], where)
     size = _check_size(source.get("size"), where)
     dest = Path(dest)

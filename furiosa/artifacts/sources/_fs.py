@@ -73,15 +73,59 @@ def commit(tmp: Path, final: Path, *, readonly: bool = False) -> Path:
     return final
 
 
+def sibling_prefix(final: Path) -> str:
+    """The name prefix of this process's temporary siblings of ``final``: ``.<name>.<pid>.``."""
+    return f".{final.name}.{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process (or an absurd number): leave its files alone
+    return True
+
+
+def sweep_stale_siblings(final: Path) -> int:
+    """Remove the temporary siblings of ``final`` (``.<name>.<pid>.<random>.incomplete`` files or staging
+    directories) left by processes that no longer exist (SIGKILL, power loss); the count removed.
+
+    Called before each new temporary sibling is made, so leftovers never accumulate: at most one per
+    live writer remains. A stable partial download (``<name>.incomplete``) is not touched: it is resumed.
+    """
+    removed = 0
+    prefix = f".{final.name}."
+    try:
+        candidates = [p for p in final.parent.iterdir()
+                      if p.name.startswith(prefix) and p.name.endswith(INCOMPLETE_SUFFIX)]
+    except OSError:
+        return 0
+    for path in candidates:
+        pid_text = path.name[len(prefix):].split(".", 1)[0]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                remove_quietly(path)
+            removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def temporary_sibling(final: Path) -> Iterator[Path]:
-    """A unique ``<final>.<random>.incomplete`` path beside ``final``, removed unless committed.
+    """A unique ``.<final>.<pid>.<random>.incomplete`` path beside ``final``, removed unless committed.
 
     Unique names let several writers target the same ``final`` at once; the last
-    :func:`os.replace` wins and every one of them is complete.
+    :func:`os.replace` wins and every one of them is complete. Siblings left by killed
+    processes are swept first (:func:`sweep_stale_siblings`).
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=INCOMPLETE_SUFFIX)
+    sweep_stale_siblings(final)
+    fd, name = tempfile.mkstemp(dir=final.parent, prefix=sibling_prefix(final), suffix=INCOMPLETE_SUFFIX)
     os.close(fd)
     tmp = Path(name)
     try:

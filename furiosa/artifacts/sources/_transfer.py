@@ -40,6 +40,24 @@ class Permanent(Exception):
     """Give up on this source and move to the next one."""
 
 
+class DeadlineExceeded(Exception):
+    """The download's overall deadline passed (a slow drip, or retries): stop, keep the partial to resume."""
+
+
+def check_deadline(deadline_at: float | None, what: str = "download") -> float | None:
+    """Seconds left before ``deadline_at`` (a ``time.monotonic()`` value), None when there is none.
+
+    Raises:
+        DeadlineExceeded: no time is left.
+    """
+    if deadline_at is None:
+        return None
+    left = deadline_at - time.monotonic()
+    if left <= 0:
+        raise DeadlineExceeded(f"{what} did not finish before its overall deadline")
+    return left
+
+
 class LocalWriteError(Exception):
     """Writing the partial file failed: a local problem no other source can fix."""
 
@@ -71,14 +89,23 @@ def describe(exc: BaseException, timeout: float) -> tuple[bool, str]:
     return False, f"{type(exc).__name__}: {exc}"
 
 
-def _retry_after(exc: urllib.error.HTTPError) -> float | None:
-    value = exc.headers.get("Retry-After") if exc.headers else None
+def retry_after(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks us to wait; None (the default backoff) when it is absent or
+    unparseable (``soon``, a year-99999 date, garbage). Callers cap it at :data:`MAX_BACKOFF_S`."""
+    value = (value or "").strip()
     if not value:
         return None
-    if value.strip().isdigit():
-        return float(value)
-    parsed = email.utils.parsedate_to_datetime(value) if value else None
-    return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    if value.isdigit():
+        return float(min(int(value[:12]), 10**9))
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+
+
+def _retry_after(exc: urllib.error.HTTPError) -> float | None:
+    return retry_after(exc.headers.get("Retry-After") if exc.headers else None)
 
 
 def _content_range(value: str | None) -> tuple[int, int, int | None] | None:
@@ -96,12 +123,18 @@ def _open_partial(partial: Path, mode: str):
         raise LocalWriteError(partial, exc) from exc
 
 
-def _pump(read, partial: Path, mode: str, *, start: int, size: int | None, bar: tqdm) -> int:
-    """Copy ``read(n)`` chunks into ``partial`` (opened with ``mode``); return the new length."""
+def _pump(read, partial: Path, mode: str, *, start: int, size: int | None, bar: tqdm,
+          deadline_at: float | None = None) -> int:
+    """Copy ``read(n)`` chunks into ``partial`` (opened with ``mode``); return the new length.
+
+    More than ``size`` bytes is refused as soon as it arrives (at most one chunk past the pin is read,
+    none written); past ``deadline_at`` the copy stops with :class:`DeadlineExceeded`.
+    """
     fh = _open_partial(partial, mode)
     received = start
     try:
         while True:
+            check_deadline(deadline_at)
             chunk = read(_fs.CHUNK_SIZE)  # network errors propagate to the caller
             if not chunk:
                 break
@@ -124,8 +157,15 @@ def _pump(read, partial: Path, mode: str, *, start: int, size: int | None, bar: 
     return received
 
 
-def http_attempt(url: str, partial: Path, *, size: int | None, timeout: float, bar: tqdm) -> None:
-    """One GET of ``url`` into ``partial``, resuming from its current length."""
+def http_attempt(url: str, partial: Path, *, size: int | None, timeout: float, bar: tqdm,
+                 deadline_at: float | None = None) -> None:
+    """One GET of ``url`` into ``partial``, resuming from its current length.
+
+    ``timeout`` bounds each connect and read; ``deadline_at`` (``time.monotonic()``) the whole attempt, so a
+    server dripping a byte just inside ``timeout`` cannot keep it going.
+    """
+    left = check_deadline(deadline_at)
+    timeout = min(timeout, left) if left is not None else timeout
     offset = partial.stat().st_size if partial.exists() else 0
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
@@ -169,7 +209,7 @@ def http_attempt(url: str, partial: Path, *, size: int | None, timeout: float, b
         bar.update(start)
         # read1 returns what has arrived, so a timeout loses nothing already received
         read = getattr(response, "read1", response.read)
-        received = _pump(read, partial, mode, start=start, size=size, bar=bar)
+        received = _pump(read, partial, mode, start=start, size=size, bar=bar, deadline_at=deadline_at)
     if expected_end is not None and received < expected_end:
         raise Transient(f"connection closed after {received} of {expected_end} bytes")
 
@@ -205,7 +245,7 @@ class GaveUp(Exception):
 
 
 def with_retries(attempt, partial: Path, *, retries: int, timeout: float, backoff: float, where: str,
-                 log: logging.Logger) -> None:
+                 log: logging.Logger, deadline_at: float | None = None) -> None:
     """Run ``attempt`` (which fills ``partial``) until it succeeds, retrying transient failures.
 
     Backoff is exponential with jitter, capped at :data:`MAX_BACKOFF_S`, and honours ``Retry-After``.
@@ -236,5 +276,8 @@ def with_retries(attempt, partial: Path, *, retries: int, timeout: float, backof
             delay = min(MAX_BACKOFF_S, backoff * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
             if retry_after is not None:
                 delay = max(delay, min(retry_after, MAX_BACKOFF_S))
+            left = check_deadline(deadline_at)
+            if left is not None and delay >= left:
+                raise DeadlineExceeded(f"{reason}; no time left for retry {failures} before the overall deadline")
             log.warning("%s: %s; retry %d of %d in %.1f s", where, reason, failures, retries, delay)
             time.sleep(delay)

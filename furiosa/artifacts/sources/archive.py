@@ -1,9 +1,15 @@
 """Safe extraction from tar archives (``.tar``, ``.tar.gz``, ``.tar.bz2``, ``.tar.xz``).
 
-Every member is checked before anything is written: no absolute names, no ``..``, no
-symlink or hardlink whose target leaves the destination, no device files or FIFOs.
-Where Python offers it (3.12, and 3.8.17+/3.9.17+/3.10.12+/3.11.4+), the stdlib ``data``
-extraction filter is applied as well. Output appears atomically.
+Every member is checked before anything is written: no absolute names, no ``..``, no name longer
+than :data:`MAX_NAME_BYTES` (or a component over 255 bytes), no device files or FIFOs, no symlink or
+hardlink whose target leaves the destination, at most :data:`MAX_MEMBERS` members and
+:data:`MAX_TOTAL_BYTES` bytes in all. Then the archive is written by this module, not by
+``tarfile.extractall``: each directory component is opened with ``O_NOFOLLOW`` relative to its parent
+(``openat``-style) and each file created with ``O_NOFOLLOW``, so no path can travel through a link; symlinks
+are created last, after every file, and each must then resolve (``os.path.realpath``, the real
+filesystem) inside the destination. This defeats the CVE-2025-4517 class (a symlink to ``.`` followed by
+``link/..`` members and PATH_MAX-long names) on every Python version, whatever its ``data`` filter does.
+Hardlinks become copies of the archived file. Output appears atomically.
 """
 
 from __future__ import annotations
@@ -18,21 +24,38 @@ from pathlib import Path
 from furiosa.artifacts.errors import SpecError, UnsafePathError
 from furiosa.artifacts.sources import _fs
 
-__all__ = ["check_member", "extract_member", "safe_extract"]
+__all__ = ["MAX_MEMBERS", "MAX_NAME_BYTES", "MAX_TOTAL_BYTES", "check_member", "extract_member", "safe_extract"]
 
-_FILTER_ERROR: type[BaseException] | tuple[()] = getattr(tarfile, "FilterError", ())
+#: Most members an archive may hold (weight archives hold a handful of files).
+MAX_MEMBERS = 10_000
+#: Most bytes (sum of the regular files, hardlinks counted again) an archive may unpack to.
+MAX_TOTAL_BYTES = 16 << 30
+#: Longest member or link name, in UTF-8 bytes (far below PATH_MAX = 4096).
+MAX_NAME_BYTES = 1024
+#: Longest path component (NAME_MAX).
+MAX_COMPONENT_BYTES = 255
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
 def _normalized(name: str, *, what: str, archive: Path) -> str:
     """A member name as a clean relative POSIX path, or UnsafePathError."""
     if "\0" in name:
         raise UnsafePathError(f"{archive}: {what} {name!r} contains a NUL byte; refusing to extract")
+    shown = name if len(name) <= 120 else name[:117] + "..."
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise UnsafePathError(f"{archive}: {what} {shown!r} is longer than {MAX_NAME_BYTES} bytes; "
+                              "refusing to extract")
     unified = name.replace("\\", "/")
     if unified.startswith("/") or (len(unified) > 1 and unified[1] == ":"):
-        raise UnsafePathError(f"{archive}: {what} {name!r} is an absolute path; refusing to extract")
+        raise UnsafePathError(f"{archive}: {what} {shown!r} is an absolute path; refusing to extract")
     parts = [p for p in unified.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise UnsafePathError(f"{archive}: {what} {name!r} contains '..'; refusing to extract")
+        raise UnsafePathError(f"{archive}: {what} {shown!r} contains '..'; refusing to extract")
+    if any(len(p.encode("utf-8", "surrogateescape")) > MAX_COMPONENT_BYTES for p in parts):
+        raise UnsafePathError(f"{archive}: {what} {shown!r} has a component longer than "
+                              f"{MAX_COMPONENT_BYTES} bytes; refusing to extract")
     return "/".join(parts)
 
 
@@ -40,13 +63,19 @@ def check_member(member: tarfile.TarInfo, *, archive: Path) -> None:
     """Refuse a member that could write outside the destination or create a special file.
 
     Raises:
-        UnsafePathError: absolute path, ``..``, link pointing out, device/FIFO/unknown type.
+        UnsafePathError: absolute path, ``..``, over-long name, link pointing out, device/FIFO/unknown type.
     """
     name = _normalized(member.name, what="member", archive=archive)
     if member.isdev():
         raise UnsafePathError(f"{archive}: member {member.name!r} is a device file or FIFO; refusing to extract")
     if member.issym():
+        if not name:
+            raise UnsafePathError(f"{archive}: symlink {member.name!r} would replace the destination itself; "
+                                  "refusing to extract")
         target = member.linkname.replace("\\", "/")
+        if "\0" in target or len(target.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+            raise UnsafePathError(f"{archive}: symlink {member.name!r} has a NUL or over-long target; "
+                                  "refusing to extract")
         if target.startswith("/") or (len(target) > 1 and target[1] == ":"):
             raise UnsafePathError(
                 f"{archive}: symlink {member.name!r} points to the absolute path {member.linkname!r}; "
@@ -68,14 +97,114 @@ def _open(tar_path: Path) -> tarfile.TarFile:
     return tarfile.open(tar_path, mode="r:*")
 
 
-def safe_extract(tar_path: Path, dest: Path) -> Path:
+def _checked_members(tar: tarfile.TarFile, tar_path: Path, max_members: int,
+                     max_bytes: int) -> list[tarfile.TarInfo]:
+    """Every member, each checked, within the count and size bounds (read lazily: a 20,000-member
+    archive is refused at member ``max_members + 1``, before the rest of its index is read)."""
+    members: list[tarfile.TarInfo] = []
+    sizes: dict[str, int] = {}
+    total = 0
+    for member in tar:
+        if len(members) >= max_members:
+            raise UnsafePathError(f"{tar_path}: more than {max_members} members; refusing to extract "
+                                  "(weight archives hold a few files)")
+        check_member(member, archive=tar_path)
+        name = _normalized(member.name, what="member", archive=tar_path)
+        if member.isfile():
+            sizes[name] = member.size
+            total += member.size
+        elif member.islnk():
+            target = _normalized(member.linkname, what="hardlink target", archive=tar_path)
+            if target not in sizes:
+                raise UnsafePathError(f"{tar_path}: hardlink {member.name!r} -> {member.linkname!r} does not "
+                                      "name an earlier regular file of the archive; refusing to extract")
+            sizes[name] = sizes[target]
+            total += sizes[target]
+        if total > max_bytes:
+            raise UnsafePathError(f"{tar_path}: unpacks to more than {max_bytes} bytes; refusing to extract "
+                                  "(raise max_bytes if this archive is genuine)")
+        members.append(member)
+    return members
+
+
+def _open_dir(parent_fd: int, part: str, *, create: bool) -> int:
+    """``part`` inside the directory ``parent_fd`` as a directory fd, never through a link."""
+    if create:
+        try:
+            os.mkdir(part, 0o755, dir_fd=parent_fd)
+        except FileExistsError:
+            pass
+    return os.open(part, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW, dir_fd=parent_fd)
+
+
+def _write_tree(tar: tarfile.TarFile, members: list[tarfile.TarInfo], staging: Path, tar_path: Path) -> None:
+    """Write directories and files component by component (openat-style), then symlinks, then check
+    that every symlink resolves inside ``staging`` on the real filesystem."""
+    root_fd = os.open(staging, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW)
+    links: list[tuple[str, str]] = []
+    try:
+        for member in members:
+            name = _normalized(member.name, what="member", archive=tar_path)
+            if member.issym():
+                links.append((name, member.linkname.replace("\\", "/")))
+                continue
+            parts = name.split("/") if name else []
+            dirs = parts if member.isdir() else parts[:-1]
+            fds = [root_fd]
+            try:
+                for part in dirs:
+                    fds.append(_open_dir(fds[-1], part, create=True))
+                if member.isdir():
+                    continue
+                source = tar.extractfile(member)  # a hardlink reads its archived target's data
+                if source is None:  # pragma: no cover - files and hardlinks always have data
+                    raise SpecError(f"{tar_path}: member {member.name!r} has no data")
+                mode = 0o755 if member.mode & 0o111 else 0o644
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+                out_fd = os.open(parts[-1], flags, mode, dir_fd=fds[-1])
+                with source, os.fdopen(out_fd, "wb") as out:
+                    while chunk := source.read(_fs.CHUNK_SIZE):
+                        _fs.write_chunk(out, chunk)
+                    os.fchmod(out.fileno(), mode)
+            finally:
+                for fd in fds[1:]:
+                    os.close(fd)
+        real_root = os.path.realpath(staging)
+        for name, target in links:
+            parent, _, leaf = name.rpartition("/")
+            fds = [root_fd]
+            try:
+                for part in parent.split("/") if parent else []:
+                    fds.append(_open_dir(fds[-1], part, create=True))
+                os.symlink(target, leaf, dir_fd=fds[-1])
+            finally:
+                for fd in fds[1:]:
+                    os.close(fd)
+        for name, target in links:
+            real = os.path.realpath(os.path.join(staging, name))
+            if os.path.commonpath([real_root, real]) != real_root:
+                raise UnsafePathError(f"{tar_path}: symlink {name!r} -> {target!r} resolves to {real}, outside "
+                                      "the destination; refusing to extract")
+    except OSError as exc:
+        if _fs.is_disk_full(exc):
+            raise
+        raise UnsafePathError(f"{tar_path}: cannot extract safely ({exc.strerror or exc}: a member would go "
+                              "through a link or replace a file of another type); refusing to extract") from None
+    finally:
+        os.close(root_fd)
+
+
+def safe_extract(tar_path: Path, dest: Path, *, max_members: int = MAX_MEMBERS,
+                 max_bytes: int = MAX_TOTAL_BYTES) -> Path:
     """Extract the whole archive into the directory ``dest`` after checking every member.
 
     The archive is unpacked into a temporary sibling directory that is renamed to ``dest``,
-    so ``dest`` never holds half an archive. ``dest`` must not exist or be empty.
+    so ``dest`` never holds half an archive. ``dest`` must not exist or be empty. Nothing is
+    ever written outside that temporary directory (see the module docstring for how).
 
     Raises:
-        UnsafePathError: a member is unsafe (see :func:`check_member`); nothing is written.
+        UnsafePathError: a member is unsafe (see :func:`check_member`), a symlink resolves out, or the
+            archive has more than ``max_members`` members or ``max_bytes`` bytes; nothing is left behind.
         FileExistsError: ``dest`` exists and is not an empty directory.
         tarfile.TarError: the archive is corrupt.
     """
@@ -83,18 +212,15 @@ def safe_extract(tar_path: Path, dest: Path) -> Path:
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise FileExistsError(f"{dest} exists and is not an empty directory; remove it or choose another")
     with _open(tar_path) as tar:
-        members = tar.getmembers()
-        for member in members:
-            check_member(member, archive=tar_path)
+        members = _checked_members(tar, tar_path, max_members, max_bytes)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=_fs.INCOMPLETE_SUFFIX))
+        _fs.sweep_stale_siblings(dest)  # staging directories of extractions that were killed
+        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=_fs.sibling_prefix(dest), suffix=_fs.INCOMPLETE_SUFFIX))
         try:
-            kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            try:
-                tar.extractall(staging, members=members, **kwargs)
-            except _FILTER_ERROR as exc:
-                raise UnsafePathError(f"{tar_path}: {exc}; refusing to extract") from exc
+            _write_tree(tar, members, staging, tar_path)
             os.chmod(staging, 0o755)
+            if dest.is_dir():
+                dest.rmdir()  # empty (checked above); os.replace onto a directory needs it gone
             os.replace(staging, dest)
         finally:
             if staging.exists():

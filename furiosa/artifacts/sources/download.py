@@ -30,6 +30,7 @@ import posixpath
 import re
 import shutil
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -42,6 +43,7 @@ from tqdm import tqdm
 from furiosa.artifacts.errors import ChecksumError, DownloadError, SpecError
 from furiosa.artifacts.sources import _fs, cache
 from furiosa.artifacts.sources._transfer import (
+    DeadlineExceeded,
     GaveUp,
     LocalWriteError,
     Permanent,
@@ -50,11 +52,15 @@ from furiosa.artifacts.sources._transfer import (
     with_retries,
 )
 
-__all__ = ["ENV_MIRRORS", "Candidate", "download", "parse_mirrors", "plan_candidates"]
+__all__ = ["DEFAULT_DEADLINE_S", "ENV_DEADLINE", "ENV_MIRRORS", "Candidate", "download", "parse_mirrors", "plan_candidates"]
 
 log = logging.getLogger(__name__)
 
 ENV_MIRRORS = "FURIOSA_ARTIFACTS_MIRRORS"
+#: Environment variable overriding the default overall deadline of one download, in seconds.
+ENV_DEADLINE = "FURIOSA_ARTIFACTS_DOWNLOAD_DEADLINE"
+#: Default overall deadline of one download (all sources, retries and backoff together), in seconds.
+DEFAULT_DEADLINE_S = 3600.0
 _HTTP_SCHEMES = ("http", "https")
 MAX_BACKOFF_S = 30.0
 
@@ -154,6 +160,7 @@ def _fetch_candidate(
     timeout: float,
     backoff: float,
     bar: tqdm,
+    deadline_at: float | None = None,
 ) -> str | None:
     """Fill ``partial`` with verified bytes from ``cand``; return None or why it failed."""
     if cand.kind == "invalid":
@@ -163,9 +170,11 @@ def _fetch_candidate(
         resumed = partial.exists() and partial.stat().st_size > 0 and cand.kind == "http"
         try:
             with_retries(
-                (lambda: http_attempt(cand.location, partial, size=size, timeout=timeout, bar=bar))
+                (lambda: http_attempt(cand.location, partial, size=size, timeout=timeout, bar=bar,
+                                      deadline_at=deadline_at))
                 if cand.kind == "http" else (lambda: local_attempt(cand.location, partial, size=size, bar=bar)),
-                partial, retries=retries, timeout=timeout, backoff=backoff, where=cand.location, log=log)
+                partial, retries=retries, timeout=timeout, backoff=backoff, where=cand.location, log=log,
+                deadline_at=deadline_at)
         except (Permanent, GaveUp) as exc:
             return str(exc)
         try:
@@ -212,6 +221,23 @@ def _failure_message(
     return "\n".join(lines)
 
 
+def _deadline_s(value: float | None) -> float:
+    """The overall deadline in seconds: ``value``, else the environment's, else the default."""
+    where = "deadline"
+    if value is None:
+        text = os.environ.get(ENV_DEADLINE, "").strip()
+        if not text:
+            return DEFAULT_DEADLINE_S
+        where = ENV_DEADLINE
+        try:
+            value = float(text)
+        except ValueError:
+            raise SpecError(f"{ENV_DEADLINE}={text!r}: expected a number of seconds") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
+        raise SpecError(f"{where} must be a positive, finite number of seconds, got {value!r}")
+    return float(value)
+
+
 def download(
     urls: Sequence[str],
     *,
@@ -225,6 +251,7 @@ def download(
     backoff: float = 1.0,
     progress: bool = True,
     link: bool = False,
+    deadline: float | None = None,
 ) -> Path:
     """Fetch a file by its sha256 through the cache, from the first source that works.
 
@@ -232,7 +259,10 @@ def download(
     (written atomically: a copy, or a hardlink to the read-only cache entry with ``link``)
     or, without ``dest``, the cache entry itself. ``retries`` counts extra attempts per
     source; ``timeout`` bounds each connect and each read; ``backoff`` is the first delay
-    in seconds (doubling, capped at 30 s); ``progress`` shows a tqdm bar on stderr.
+    in seconds (doubling, capped at 30 s); ``progress`` shows a tqdm bar on stderr. ``deadline`` bounds
+    the whole download, every source, retry and backoff together, in wall seconds (default
+    ``$FURIOSA_ARTIFACTS_DOWNLOAD_DEADLINE``, else :data:`DEFAULT_DEADLINE_S`), so a server dripping bytes
+    just inside ``timeout`` cannot hold it forever; past it the partial is kept and a rerun resumes it.
 
     Raises:
         SpecError: ``sha256``/``size``/``retries`` is malformed.
@@ -247,6 +277,7 @@ def download(
         raise SpecError("urls must be a list of URLs, not a single string")
     if retries < 0:
         raise SpecError(f"retries must be >= 0, got {retries!r}")
+    deadline = _deadline_s(deadline)
     sha256 = sha256.lower()
     dest = Path(dest) if dest is not None else None
 
@@ -292,6 +323,7 @@ def download(
         if size is not None and shutil.disk_usage(blob.parent).free < size - have:
             raise _disk_full_error(partial, size - have, None)
         tried: list[tuple[Candidate, str]] = []
+        deadline_at = time.monotonic() + deadline
         with tqdm(
             total=size,
             unit="B",
@@ -313,7 +345,11 @@ def download(
                         timeout=timeout,
                         backoff=backoff,
                         bar=bar,
+                        deadline_at=deadline_at,
                     )
+                except DeadlineExceeded as exc:
+                    tried.append((cand, f"{exc} ({deadline:g} s; set {ENV_DEADLINE} or deadline= to allow more)"))
+                    break
                 except LocalWriteError as exc:
                     _fs.remove_quietly(partial)
                     if _fs.is_disk_full(exc.error):

@@ -255,7 +255,7 @@ def fetch_object(
             _fs.remove_quietly(partial)
         if remote.kind == "http":
             def attempt() -> None:
-                http_attempt(location, partial, size=size, timeout=timeout, bar=bar)
+                http_attempt(remote.object_url(key), partial, size=size, timeout=timeout, bar=bar)
         else:
             client = (clients or S3Clients()).get(remote, timeout=timeout)
 

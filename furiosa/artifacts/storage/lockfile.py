@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterable
 
-import yaml
+from furiosa.artifacts.catalog._yaml import read_yaml
 
-from furiosa.artifacts.errors import BinaryNotFoundError, UnsafePathError
+from furiosa.artifacts.errors import BinaryNotFoundError, LockFileError, UnsafePathError
 from furiosa.artifacts.sources.cache import normalize_digest
 
 __all__ = ["LOCK_FILE", "LockedOutput", "object_key", "read_outputs", "safe_relpath"]
@@ -46,6 +46,30 @@ def object_key(md5: str, *, is_dir: bool = False, legacy: bool = False) -> str:
     md5 = normalize_digest("md5", md5)
     key = f"{md5[:2]}/{md5[2:]}" + (".dir" if is_dir else "")
     return key if legacy else f"files/md5/{key}"
+
+
+def contained_file(root: Path, relpath: str, *, what: str = "file") -> Path | None:
+    """``root/relpath`` when it is a regular file whose real path stays inside ``root`` (or its DVC cache, for
+    DVC's symlink/hardlink cache types); None when there is no such file. For readers that do not go
+    through dvc.lock (``show``, ``verify``), so a workspace symlink never leads them out of the repository.
+
+    Raises:
+        UnsafePathError: the path resolves outside (through a symlink).
+    """
+    path = Path(root) / relpath
+    try:
+        if not path.is_file():
+            return None
+    except (OSError, ValueError):
+        return None
+    from furiosa.artifacts.errors import ArtifactsError
+    from furiosa.artifacts.storage.remote import dvc_cache_dir
+
+    try:
+        inside = [dvc_cache_dir(root)]
+    except (ArtifactsError, OSError, ValueError):
+        inside = []
+    return Path(root) / safe_relpath(root, relpath, what=what, inside=inside)
 
 
 def safe_relpath(root: Path, relpath: str, *, what: str = "path", inside: Iterable[Path] = ()) -> str:
@@ -88,15 +112,13 @@ def read_outputs(root: Path) -> dict[str, LockedOutput]:
     """
     path = Path(root) / LOCK_FILE
     try:
-        data = yaml.safe_load(path.read_text("utf-8")) or {}
+        data = read_yaml(path, error=LockFileError) or {}
+    except LockFileError as exc:  # first: it is a FileNotFoundError too (there, but unreadable)
+        raise LockFileError(f"{exc}; restore it with `git checkout {LOCK_FILE}`") from None
     except FileNotFoundError:
         raise BinaryNotFoundError(
             f"{path} does not exist: the pipeline has not recorded any output; build it with "
             "`dvc repro` (or `furiosa-artifacts build`) and commit dvc.lock"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise BinaryNotFoundError(
-            f"{path} is not valid YAML ({exc}); restore it with `git checkout {LOCK_FILE}`"
         ) from None
     outputs: dict[str, LockedOutput] = {}
     stages = data.get("stages") if isinstance(data, dict) else None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -65,7 +64,9 @@ class PublishReport:
 
 def _redact(text: str) -> str:
     """Hide ``user:password@`` in URLs inside ``text``."""
-    return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)
+    from furiosa.artifacts.storage.remote import redact
+
+    return redact(text)
 
 
 def _git(args: Sequence[str], cwd: Path, env: dict, *, what: str = "") -> str:

@@ -9,17 +9,22 @@ plus per-remote options (``endpointurl``, ``access_key_id``, ...), and ``[cache]
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from furiosa.artifacts.errors import DownloadError
+from furiosa.artifacts.errors import ConfigFileError, DownloadError
 
-__all__ = ["Remote", "dvc_cache_dir", "read_config", "read_remote", "SUPPORTED_SCHEMES"]
+__all__ = ["ENV_REMOTE", "Remote", "dvc_cache_dir", "read_config", "read_remote", "remote_from_url",
+           "SUPPORTED_SCHEMES"]
 
 CONFIG_FILES = ("config", "config.local")
+_MAX_CONFIG_BYTES = 1 << 20
+#: a URL (local directory, http(s)://, s3://) holding DVC's remote layout; overrides the configured default remote
+ENV_REMOTE = "FURIOSA_ARTIFACTS_REMOTE"
 SUPPORTED_SCHEMES = ("local", "http", "https", "s3")
 
 
@@ -37,15 +42,27 @@ class Remote:
         return dict(self.options).get(key, default)
 
     def describe(self) -> str:
-        """``remote 'NAME' (URL[, endpoint ...])`` for messages; never shows secrets."""
+        """``remote 'NAME' (URL[, endpoint ...])`` for messages; never shows secrets (userinfo redacted)."""
         endpoint = self.option("endpointurl")
-        return f"remote {self.name!r} ({self.url}" + (f", endpoint {endpoint}" if endpoint else "") + ")"
+        return redact(f"remote {self.name!r} ({self.url}" + (f", endpoint {endpoint}" if endpoint else "") + ")")
 
     def location(self, key: str) -> str:
-        """Where the object with this key lives, as a URL or path a user can look at."""
+        """Where the object with this key lives, as a URL or path a user can look at (password redacted)."""
         if self.kind == "local":
             return str(self.path / key)  # type: ignore[operator]
+        return redact(self.object_url(key))
+
+    def object_url(self, key: str) -> str:
+        """The object's URL as configured, credentials included: for the transfer only, never for messages."""
         return self.url.rstrip("/") + "/" + key
+
+
+def redact(text: str) -> str:
+    """``text`` with the ``user:password@`` of every URL in it replaced by ``***@``."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 
 
 def _unquote(value: str) -> str:
@@ -77,9 +94,17 @@ def read_config(root: Path) -> dict[tuple[str, str | None], dict[str, str]]:
         parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"), strict=False)
         parser.optionxform = str  # type: ignore[assignment,method-assign]
         try:
-            parser.read_string(path.read_text("utf-8"), source=str(path))
+            with open(path, "rb") as handle:
+                raw = handle.read(_MAX_CONFIG_BYTES + 1)
+            if len(raw) > _MAX_CONFIG_BYTES:
+                raise ConfigFileError(f"DVC config {path} is larger than {_MAX_CONFIG_BYTES} bytes: this is not a config")
+            parser.read_string(raw.decode("utf-8"), source=str(path))
+        except UnicodeDecodeError as exc:
+            raise ConfigFileError(f"DVC config {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+        except OSError as exc:
+            raise ConfigFileError(f"cannot read DVC config {path}: {exc.strerror or exc}") from None
         except configparser.Error as exc:
-            raise DownloadError(f"cannot parse DVC config {path}: {exc}".replace("\n", " ")) from None
+            raise ConfigFileError(f"cannot parse DVC config {path}: {exc}".replace("\n", " ")) from None
         for section in parser.sections():
             values = merged.setdefault(_section(section), {})
             values.update({key.lower(): _unquote(value) for key, value in parser.items(section)})
@@ -95,12 +120,15 @@ def dvc_cache_dir(root: Path, config: dict | None = None) -> Path:
 
 
 def read_remote(root: Path, name: str | None = None) -> Remote | None:
-    """The remote called ``name``, or the default one (``core.remote``); None if no default is set.
+    """The remote called ``name``, or the default one: ``$FURIOSA_ARTIFACTS_REMOTE`` when set, else
+    ``core.remote``; None if neither is set.
 
     Raises:
         DownloadError: ``name`` is not configured (known names are listed), the remote has no
             ``url``, or its scheme is not one this resolver speaks (local, http(s), s3).
     """
+    if name is None and os.environ.get(ENV_REMOTE, "").strip():
+        return remote_from_url(os.environ[ENV_REMOTE].strip(), name=f"${ENV_REMOTE}")
     config = read_config(root)
     known = sorted(n for (section, n) in config if section == "remote" and n is not None)
     if name is None:
@@ -117,10 +145,19 @@ def read_remote(root: Path, name: str | None = None) -> Remote | None:
     if not url:
         raise DownloadError(f"DVC remote {name!r} has no url; set it with `dvc remote modify {name} url URL`")
     options = tuple(sorted((k, v) for k, v in values.items() if k != "url"))
+    return remote_from_url(url, name=name, options=options, base=Path(root) / ".dvc")
+
+
+def remote_from_url(url: str, *, name: str = "remote", options: tuple = (), base: Path | None = None) -> Remote:
+    """A :class:`Remote` for ``url``: a local directory (relative to ``base``, ``~`` expanded), http(s):// or s3://.
+
+    Raises:
+        DownloadError: the scheme is not one this resolver speaks.
+    """
     scheme = urllib.parse.urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme in ("", "file"):
         local = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path)) if scheme else Path(url)
-        path = (Path(root) / ".dvc" / local.expanduser()).absolute()
+        path = ((base or Path.cwd()) / local.expanduser()).absolute()
         return Remote(name=name, url=url, kind="local", path=path, options=options)
     if scheme in ("http", "https"):
         return Remote(name=name, url=url, kind="http", options=options)

@@ -7,7 +7,8 @@ Places are tried in this order; the first whose bytes match the md5 and size win
 3. ``cache``: the shared cache under ``$FURIOSA_ARTIFACTS_HOME`` (``blobs/md5/<hex>``);
 4. ``remote``: the DVC remote from ``.dvc/config`` (the default one, or ``remote=NAME``): a local
    directory, an HTTP(S) server or S3-compatible object storage holding DVC's content-addressed
-   layout ``files/md5/xx/<rest>``. What arrives is verified and stored in the shared cache
+   layout ``files/md5/xx/<rest>``; ``$FURIOSA_ARTIFACTS_REMOTE`` (a URL) replaces the configured default.
+   ``$FURIOSA_ARTIFACTS_OFFLINE=1`` forbids network remotes (a local directory is still read). What arrives is verified and stored in the shared cache
    (atomically; a corrupt object is never cached), so the next call works offline.
 
 Each step's outcome (``hit``, ``miss``, ``verify-failed``, ``failed``) is kept in
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +30,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError, ChecksumError, DownloadError
+from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError, ChecksumError, DownloadError, OfflineError
 from furiosa.artifacts.sources import _fs, cache
 from furiosa.artifacts.storage._fetch import FAILURE_HINTS, RemoteFailure, S3Clients, fetch_object
 from furiosa.artifacts.storage.lockfile import LockedOutput, object_key, read_outputs, safe_relpath
@@ -39,6 +41,12 @@ __all__ = ["SOURCES", "PullReport", "ResolvedFile", "checkout", "resolve_binarie
 log = logging.getLogger("furiosa.artifacts.storage")
 
 SOURCES = ("workspace", "dvc-cache", "cache", "remote")
+ENV_OFFLINE = "FURIOSA_ARTIFACTS_OFFLINE"
+
+
+def offline() -> bool:
+    """Whether ``$FURIOSA_ARTIFACTS_OFFLINE`` forbids network access (``1``, ``true``, ``yes``, ``on``)."""
+    return os.environ.get(ENV_OFFLINE, "").strip().lower() in ("1", "true", "yes", "on")
 DEFAULT_JOBS = 4
 
 
@@ -134,7 +142,7 @@ class _Resolver:
                                 workspace=False)
         try:
             entries = json.loads(manifest.path.read_text("utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise ChecksumError(f"{manifest.path}: unreadable directory manifest of {parent.path}: {exc}") from None
         for entry in entries if isinstance(entries, list) else []:
             if isinstance(entry, dict) and entry.get("relpath") == member and entry.get("md5"):
@@ -182,6 +190,13 @@ class _Resolver:
                 "name, or build the binary with `dvc repro`"
             )
         location = remote.location(key)
+        if remote.kind != "local" and offline():
+            self._note(steps, relpath, f"remote: skipped (${ENV_OFFLINE} is set) {location}")
+            raise OfflineError(
+                f"{what} is not in the workspace, the DVC cache ({self.dvc_cache}) or {cache.cache_root()}, and "
+                f"${ENV_OFFLINE}={os.environ.get(ENV_OFFLINE)} forbids fetching it from {remote.describe()}: "
+                f"unset it (or run `furiosa-artifacts pull` once with network access) to fetch {location}"
+            )
         with tqdm(total=out.size, unit="B", unit_scale=True, unit_divisor=1024, desc=relpath.rsplit("/", 1)[-1],
                   file=sys.stderr, disable=not self.progress, leave=False) as bar:
             try:

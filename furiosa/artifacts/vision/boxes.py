@@ -74,21 +74,35 @@ def encode(boxes: np.ndarray, anchors: np.ndarray, coder: BoxCoderSpec) -> np.nd
     return out.astype(np.float32)
 
 
-def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray, *, eps: float = 0.0) -> np.ndarray:
-    """Pairwise IoU (N, M) of ``x1, y1, x2, y2`` boxes; ``eps`` is added to the union (MLPerf utils.box_iou)."""
-    ax1, ay1, ax2, ay2 = (c[:, None] for c in np.asarray(boxes_a, dtype=np.float32).T)
-    bx1, by1, bx2, by2 = (c[None, :] for c in np.asarray(boxes_b, dtype=np.float32).T)
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray, *, eps: float = 0.0, clamped: bool = True) -> np.ndarray:
+    """Pairwise IoU (..., N, M) of ``x1, y1, x2, y2`` boxes (..., N, 4) and (..., M, 4), float32.
+
+    ``eps`` is added to the union (MLPerf ``models/utils.py`` ``box_iou``). ``clamped=False`` reproduces
+    MLPerf ``models/ssd_r34.py`` ``calc_iou_tensor``, whose clamp of negative overlaps is a no-op
+    (``delta.clone().masked_fill_`` result is discarded): the overlap width and height are not clamped at 0,
+    so boxes apart in both axes get a positive "IoU". Leading dimensions broadcast.
+    """
+    a = np.asarray(boxes_a, dtype=np.float32)
+    b = np.asarray(boxes_b, dtype=np.float32)
+    ax1, ay1, ax2, ay2 = (a[..., :, None, k] for k in range(4))
+    bx1, by1, bx2, by2 = (b[..., None, :, k] for k in range(4))
     inter = np.minimum(ax2, bx2)
     inter -= np.maximum(ax1, bx1)
-    np.maximum(inter, 0.0, out=inter)
     height = np.minimum(ay2, by2)
     height -= np.maximum(ay1, by1)
-    np.maximum(height, 0.0, out=height)
+    if clamped:
+        np.maximum(inter, 0.0, out=inter)
+        np.maximum(height, 0.0, out=height)
+        area_a = np.maximum(ax2 - ax1, 0.0) * np.maximum(ay2 - ay1, 0.0)
+        area_b = np.maximum(bx2 - bx1, 0.0) * np.maximum(by2 - by1, 0.0)
+    else:
+        area_a = (ax2 - ax1) * (ay2 - ay1)
+        area_b = (bx2 - bx1) * (by2 - by1)
     inter *= height
-    area_a = np.maximum(ax2 - ax1, 0.0) * np.maximum(ay2 - ay1, 0.0)
-    area_b = np.maximum(bx2 - bx1, 0.0) * np.maximum(by2 - by1, 0.0)
     union = area_a + area_b
     union -= inter
     if eps:
         union += np.float32(eps)
-    return inter / union
+    with np.errstate(invalid="ignore", divide="ignore"):
+        union = np.divide(inter, union, out=union)
+    return union

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import yaml
+from furiosa.artifacts.catalog._yaml import read_yaml
 
 from furiosa.artifacts.errors import ModelNotFoundError, SpecError
 
@@ -118,8 +118,10 @@ class PostprocessSpec:
     top_k: Optional[int] = None
     # detection
     score_threshold: Optional[float] = None  # strict >
-    nms_iou: Optional[float] = None  # suppress IoU > nms_iou
+    nms_iou: Optional[float] = None  # suppress IoU > nms_iou (>= with nms_suppress_ge)
     nms_eps: float = 0.0  # added to the union in IoU
+    nms_iou_mode: str = "clamped"  # "clamped" | "unclamped": overlaps < 0 kept (MLPerf ssd_r34 calc_iou_tensor)
+    nms_suppress_ge: bool = False  # suppress at IoU >= nms_iou (MLPerf ssd_r34 keeps iou < criteria)
     per_class_top_k: Optional[int] = None  # candidates per class before NMS; None = all
     max_detections: Optional[int] = None  # per image after NMS, best scores; None = all
     box_coder: Optional[BoxCoderSpec] = None
@@ -167,7 +169,9 @@ class _Field:
         return _Field(value, self.where, child)
 
     def check_keys(self, allowed: set[str]) -> None:
-        extra = sorted(set(self.value) - allowed)
+        if not isinstance(self.value, dict):
+            raise self.fail(f"expected a mapping, got {type(self.value).__name__}")
+        extra = sorted(map(str, set(self.value) - allowed))
         if extra:
             raise self.fail(f"unknown key(s) {extra}; allowed: {sorted(allowed)}")
 
@@ -277,8 +281,8 @@ def _postprocess(f: _Field, task: str, input_size: tuple[int, int]) -> Postproce
     if task == "classification":
         f.check_keys({"score", "top_k"})
         return PostprocessSpec(score=score, top_k=f.get("top_k").int_(minimum=1))
-    f.check_keys({"score", "score_threshold", "nms_iou", "nms_eps", "per_class_top_k", "max_detections",
-                  "box_coder", "anchors"})
+    f.check_keys({"score", "score_threshold", "nms_iou", "nms_eps", "nms_iou_mode", "nms_suppress_ge",
+                  "per_class_top_k", "max_detections", "box_coder", "anchors"})
     c = f.get("box_coder")
     c.check_keys({"anchor_format", "code_order", "scales"})
     coder = BoxCoderSpec(anchor_format=c.get("anchor_format").str_(("yxyx", "cxcywh")),
@@ -296,6 +300,8 @@ def _postprocess(f: _Field, task: str, input_size: tuple[int, int]) -> Postproce
         score=score, score_threshold=f.get("score_threshold").float_(lo=0.0, hi=1.0),
         nms_iou=f.get("nms_iou").float_(lo=0.0, hi=1.0),
         nms_eps=f.get("nms_eps", required=False, default=0.0).float_(lo=0.0),
+        nms_iou_mode=f.get("nms_iou_mode", required=False, default="clamped").str_(("clamped", "unclamped")),
+        nms_suppress_ge=f.get("nms_suppress_ge", required=False, default=False).bool_(),
         per_class_top_k=optional_int("per_class_top_k"), max_detections=optional_int("max_detections"),
         box_coder=coder, anchors=anchors)
 
@@ -330,9 +336,11 @@ def read_specs(path: Union[str, Path]) -> dict[str, ModelSpec]:
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise SpecError(f"{path}: cannot read model specs: {exc}") from exc
+        data = read_yaml(path, error=SpecError)
+    except SpecError as exc:
+        raise SpecError(f"cannot read model specs: {exc}") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read model specs: {exc.strerror or exc}") from None
     if not isinstance(data, dict) or not data:
         raise SpecError(f"{path}: expected a mapping of model name to spec")
     specs = {}
