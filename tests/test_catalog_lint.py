@@ -35,6 +35,17 @@ def test_repository_catalog_is_clean():
     assert proc.stdout == ""
 
 
+def test_shipped_catalog_validates_with_plain_pyyaml_and_jsonschema():
+    """The most common tooling (yaml.safe_load + jsonschema, no custom loader) accepts the shipped catalog."""
+    import jsonschema
+
+    data = yaml.safe_load((REPO_ROOT / "artifacts.yaml").read_text("utf-8"))
+    schema = json.loads((REPO_ROOT / "schema" / "artifacts.schema.json").read_text("utf-8"))
+    jsonschema.validate(data, schema, format_checker=jsonschema.FormatChecker())
+    dates = [e["metadata"]["publication"]["date"] for e in data["artifacts"]]
+    assert dates and all(isinstance(d, str) for d in dates)
+
+
 def test_repository_catalog_has_the_four_seed_models():
     data = yaml.safe_load((REPO_ROOT / "artifacts.yaml").read_text())
     names = [a["name"] for a in data["artifacts"]]
@@ -59,6 +70,8 @@ BAD_CATALOGS = {
     "unquoted-version": ("artifacts:\n" + GOOD_ENTRY.replace('"v1.5"', "1.10"), "4:14", 'quote it in YAML: version: "1.1"'),
     "bad-date": ("artifacts:\n" + GOOD_ENTRY + "    metadata:\n      publication:\n        date: 2020-02-30\n",
                  "9:15", "not a valid date"),
+    "unquoted-date": ("artifacts:\n" + GOOD_ENTRY + "    metadata:\n      publication:\n        date: 2015-12-10\n",
+                      "9:15", 'quote it: date: "2015-12-10"'),
     "bad-url": ("artifacts:\n" + GOOD_ENTRY + "    metadata:\n      publication:\n        url: javascript:alert(1)\n",
                 "9:14", "must be an http(s) URL"),
     "bad-name": ("artifacts:\n" + GOOD_ENTRY.replace("name: MLCommonsResNet50", "name: resnet-50"), "2:11",

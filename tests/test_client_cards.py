@@ -21,6 +21,8 @@ from furiosa.artifacts.loader import is_synthetic
 from furiosa.artifacts.pipeline.params import load_params
 from furiosa.artifacts.storage.lockfile import read_outputs
 
+pytestmark = pytest.mark.slow  # needs the built binaries (the README's main command)
+
 DIGITS_FILES = [f"models/DigitsConvNet/{f}" for f in ("fp32.onnx", "int8.onnx", "metrics.json")]
 
 

@@ -20,6 +20,8 @@ from furiosa.artifacts.loader import is_synthetic
 from furiosa.artifacts.pipeline.params import load_params
 from furiosa.artifacts.storage.lockfile import read_outputs
 
+pytestmark = pytest.mark.slow  # needs the built binaries (the README's main command)
+
 CODE_ENTRIES = [e.name for e in read_entries(REPO_ROOT) if e.format == "code"]
 SYNTHETIC = {name: is_synthetic(REPO_ROOT, name) for name in CODE_ENTRIES}
 

@@ -16,6 +16,8 @@ from conftest import REPO_ROOT, copy_repo, run_cli
 from furiosa.artifacts.storage.lockfile import read_outputs
 from furiosa.artifacts.verify import built_models, verify_model
 
+pytestmark = pytest.mark.slow  # needs the built binaries (the README's main command)
+
 DIGITS_FILES = [f"models/DigitsConvNet/{f}" for f in
                 ("fp32.onnx", "int8.onnx", "metrics.json", "weights.json", "export.json", "quantize.json")]
 

@@ -208,6 +208,7 @@ def _recall(results, data, *, score: float = 0.3, iou: float = 0.5) -> float:
     return found / total
 
 
+@pytest.mark.slow  # needs the built DigitsSSD (the README's main command)
 def test_trained_detector_passed_its_accuracy_gates():
     metrics = json.loads(_built("models/DigitsSSD/metrics.json").read_text())
     assert metrics["weights"] == {"source": "train", "deployable": True}
@@ -231,6 +232,7 @@ def test_int8_model_object_reproduces_the_stage_map_on_the_val_split():
     assert scores["map"] == pytest.approx(metrics["int8_map"], abs=1e-5)
 
 
+@pytest.mark.slow  # needs the built DigitsSSD (the README's main command)
 def test_model_object_finds_digits_in_freshly_generated_images(tmp_path):
     # the pipeline's parameters with 100 more val images: images 301..400 are new (textures, positions, sizes)
     # and their handwriting comes from the val pool the model never trained on

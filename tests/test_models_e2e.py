@@ -18,6 +18,8 @@ from furiosa.artifacts.loader import load_from_repo
 from furiosa.artifacts.vision.labels import label_set
 from furiosa.artifacts.vision.postprocess import Classification, Detection
 
+pytestmark = pytest.mark.slow  # real DVC/git/LFS/S3/venv or built binaries: the full suite's tier
+
 CODE_ENTRIES = [e.name for e in read_entries(REPO_ROOT) if e.format == "code"]
 TRAINED = ("DigitsConvNet", "DigitsSSD")  # trained inside the pipeline, real weights even offline
 

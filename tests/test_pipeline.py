@@ -22,6 +22,8 @@ import yaml
 from conftest import BIN_DIR, copy_repo
 from furiosa.artifacts.layout import metrics_relpath
 
+pytestmark = pytest.mark.slow  # real DVC/git/LFS/S3/venv or built binaries: the full suite's tier
+
 KEEP = ("DigitsConvNet", "MLCommonsSSDMobileNet")
 STAGES = ("weights", "export", "calibrate", "quantize", "evaluate")
 

@@ -21,6 +21,8 @@ from furiosa.artifacts.vision.specs import load_spec
 from test_registries_support import CATALOG, doc_blocks
 from test_storage_support import tool_env
 
+pytestmark = pytest.mark.slow  # real DVC/git/LFS/S3/venv or built binaries: the full suite's tier
+
 BLOCK = "furiosa-registry-0.9"
 SPECS_INPUT = {e["name"]: e["name"].removesuffix("_INT8") for e in CATALOG}
 

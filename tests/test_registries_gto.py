@@ -24,6 +24,8 @@ from test_registries_support import (
 )
 from test_storage_support import BIN_DIR, run
 
+pytestmark = pytest.mark.slow  # real DVC/git/LFS/S3/venv or built binaries: the full suite's tier
+
 ARTIFACTS = [(dvc_name(e["name"], p), e["name"], p, e["version"]) for e in CODE_MODELS for p in PRECISIONS]
 IDS = [a[0] for a in ARTIFACTS]
 

@@ -15,6 +15,8 @@ from conftest import REPO_ROOT, copy_repo
 from furiosa.artifacts.catalog.schema import load_schema
 from furiosa.artifacts.layout import binary_relpath
 
+pytestmark = pytest.mark.slow  # real DVC/git/LFS/S3/venv or built binaries: the full suite's tier
+
 CATALOG = yaml.safe_load((REPO_ROOT / "artifacts.yaml").read_text())["artifacts"]
 SPECS = yaml.safe_load((REPO_ROOT / "furiosa" / "artifacts" / "vision" / "specs.yaml").read_text())
 

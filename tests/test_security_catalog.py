@@ -247,7 +247,7 @@ def test_mutated_catalogs_with_the_dvc_yaml_cross_check(raw, root_with_pipeline)
         assert str(exc).startswith(f"{path}"), str(exc)
         return
     for problem in problems:
-        assert Path(problem.file).parent == root_with_pipeline and Path(problem.file).is_file(), problem
+        assert Path(problem.file).is_relative_to(root_with_pipeline) and Path(problem.file).is_file(), problem
         assert problem.line >= 1 and problem.column >= 1 and problem.message, problem
 
 

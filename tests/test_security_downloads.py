@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -142,10 +141,8 @@ def _nothing_cached(digest: str) -> bool:
 
 
 def test_endless_body_stops_at_the_pinned_size(hostile: HostileServer) -> None:
-    started = time.monotonic()
     with pytest.raises(DownloadError, match="more than the expected"):
         download([f"{hostile.url}/endless/w.pth"], sha256=SHA, size=len(DATA), **_fast())
-    assert time.monotonic() - started < 20
     assert hostile.sent < ENDLESS_CAP  # the client hung up long before the server's own cap
     assert _nothing_cached(SHA)
     assert len([h for h in hostile.hits if h.startswith("/endless")]) == 1  # a wrong file is not retried
@@ -159,10 +156,9 @@ def test_redirect_to_a_local_file_is_not_followed(hostile: HostileServer) -> Non
 
 
 def test_redirect_loop_ends_with_an_error(hostile: HostileServer) -> None:
-    started = time.monotonic()
     with pytest.raises(DownloadError, match="infinite loop"):
         download([f"{hostile.url}/loop"], sha256=SHA, size=len(DATA), **_fast())
-    assert time.monotonic() - started < 20 and len(hostile.hits) < 60  # urllib's redirect limit, not forever
+    assert len(hostile.hits) < 60  # urllib's redirect limit, not forever
 
 
 def test_gzip_bomb_is_never_inflated(hostile: HostileServer) -> None:
@@ -283,6 +279,7 @@ def test_http_remote_serving_an_endless_object_is_cut_off(consumer: Path, tmp_pa
     assert not cache.cache_path("md5", want["md5"]).exists()
 
 
+@pytest.mark.slow  # git-lfs and a DVC repository
 def test_publish_errors_never_print_credentials_from_the_git_url(repo: Path, env) -> None:
     import subprocess
 

@@ -27,6 +27,8 @@ from conftest import REPO_ROOT
 from furiosa.artifacts.errors import CatalogError, UnsafePathError, UntrustedCodeError
 from furiosa.artifacts.loader import ENTRY_MODULE, ENV_TRUSTED, installed_entry_points, load_from_repo
 
+pytestmark = pytest.mark.slow  # needs the built binaries (the README's main command)
+
 BINARY = REPO_ROOT / "models" / "DigitsConvNet" / "int8.onnx"
 
 

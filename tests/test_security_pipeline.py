@@ -3,7 +3,7 @@
 * A writer killed between creating and renaming its temporary file leaves nothing under the final
   name (or the previous file intact); the real ``stages/export.py`` is killed while its temporary
   ONNX file exists.
-* DVC 3.67.1 (checked here, on a tiny throw-away repository whose stage sleeps, never the real pipeline):
+* DVC 3.67.1 (checked here, on a tiny throw-away repository whose stage holds until the test releases it, never the real pipeline):
   a second ``dvc repro`` of a stage that is running fails at once (exit 255, "is busy, it is being
   blocked by: (PID ...)", the per-output lock ``.dvc/tmp/rwlock``), also with ``--wait-for-lock``
   (that flag only waits for the repository lock); the first run finishes and records a consistent
@@ -86,6 +86,7 @@ def test_writer_killed_mid_write_leaves_no_partial_file(tmp_path: Path, previous
     assert [p.name.startswith(".int8.") for p in _temporaries(final.parent, "int8")] == [True]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not WEIGHTS.is_file(), reason="needs the built DigitsConvNet weights (README main command)")
 def test_export_stage_killed_while_writing_leaves_the_old_output(tmp_path: Path) -> None:
     out, report = tmp_path / "fp32.onnx", tmp_path / "export.json"
@@ -115,13 +116,26 @@ def test_export_stage_killed_while_writing_leaves_the_old_output(tmp_path: Path)
 
 # --------------------------------------------------------------------------- two dvc repro at once
 
+# Each stage announces itself with a file and then holds until the test creates `release`: the test orders
+# things by those files and by process state, never by how long anything took.
+GATE = """\
+import os, sys, time
+name = sys.argv[1]
+open(f"started-{name}", "w").close()
+deadline = time.monotonic() + 300  # a hang guard only: the test releases the stage as soon as it has checked
+while not os.path.exists("release"):
+    if time.monotonic() > deadline:
+        sys.exit(f"{name}: never released")
+    time.sleep(0.05)
+open(f"{name}.txt", "w").write("done")
+"""
 SLOW_STAGES = """\
 stages:
   slow:
-    cmd: {python} -c "import time; time.sleep(3); open('slow.txt', 'w').write('done')"
+    cmd: {python} gate.py slow
     outs: [slow.txt]
   other:
-    cmd: {python} -c "import time; time.sleep(3); open('other.txt', 'w').write('other')"
+    cmd: {python} gate.py other
     outs: [other.txt]
 """
 
@@ -135,6 +149,7 @@ def slow_repo(tmp_path: Path):
     dvc(["init", "-q"], root, environment)
     dvc(["config", "core.analytics", "false"], root, environment)
     (root / "dvc.yaml").write_text(SLOW_STAGES.format(python=sys.executable))
+    (root / "gate.py").write_text(GATE)
     return root, environment
 
 
@@ -143,20 +158,34 @@ def _start(args, root: Path, environment) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True)
 
 
+def _wait_for(paths, procs, *, guard: float = 300.0) -> None:
+    """Block until every path exists; fail at once if a process ends first (hang guard: ``guard`` s)."""
+    deadline = time.monotonic() + guard
+    while not all(p.exists() for p in paths):
+        ended = [p for p in procs if p.poll() is not None]
+        assert not ended, [p.communicate()[0] for p in ended]
+        assert time.monotonic() < deadline, f"never appeared: {[str(p) for p in paths if not p.exists()]}"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("wait_flag", [[], ["--wait-for-lock"]], ids=["plain", "wait-for-lock"])
 def test_second_repro_of_a_running_stage_fails_fast_with_a_lock_error(slow_repo, wait_flag) -> None:
     root, environment = slow_repo
     first = _start(["repro", "slow"], root, environment)
     try:
-        time.sleep(1.0)  # the first run is inside its 3-second command
-        started = time.monotonic()
-        second = dvc([*wait_flag, "repro", "slow"], root, environment, check=False, timeout=60)
-        elapsed = time.monotonic() - started
-        first_out, _ = first.communicate(timeout=60)
+        _wait_for([root / "started-slow"], [first])  # the first run is inside its command, holding the lock
+        second = dvc([*wait_flag, "repro", "slow"], root, environment, check=False, timeout=300)
+        # "fails fast": the second run gave up while the first was still held inside its command
+        assert first.poll() is None, "the first run ended before the test released it"
+        assert not (root / "slow.txt").exists()
+        (root / "release").touch()
+        first_out, _ = first.communicate(timeout=300)
     finally:
+        (root / "release").touch()
         first.kill()
     assert first.returncode == 0, first_out
-    assert second.returncode != 0 and elapsed < 2.5, (elapsed, second.stdout, second.stderr)
+    assert second.returncode != 0, (second.stdout, second.stderr)
     message = second.stdout + second.stderr
     assert "is busy, it is being blocked by" in message and "rwlock" in message, message
     assert (root / "slow.txt").read_text() == "done"
@@ -164,14 +193,22 @@ def test_second_repro_of_a_running_stage_fails_fast_with_a_lock_error(slow_repo,
     assert "up to date" in status.stdout, status.stdout
 
 
+@pytest.mark.slow
 def test_independent_stages_repro_in_parallel_and_both_are_locked(slow_repo) -> None:
     root, environment = slow_repo
-    started = time.monotonic()
     procs = [_start(["repro", stage], root, environment) for stage in ("slow", "other")]
-    outputs = [p.communicate(timeout=60)[0] for p in procs]
-    elapsed = time.monotonic() - started
+    try:
+        # Both commands are running at the same moment: neither can finish before `release`, so one after
+        # the other would never get here (the surviving stage's own guard would end it and fail the test).
+        _wait_for([root / "started-slow", root / "started-other"], procs)
+        assert [p.poll() for p in procs] == [None, None]
+        (root / "release").touch()
+        outputs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        (root / "release").touch()
+        for p in procs:
+            p.kill()
     assert [p.returncode for p in procs] == [0, 0], outputs
-    assert elapsed < 5.9, "the two 3-second stages ran one after the other"
     lock = (root / "dvc.lock").read_text()
     assert "slow.txt" in lock and "other.txt" in lock
     assert "up to date" in dvc(["status"], root, environment).stdout
@@ -189,6 +226,7 @@ def _corrupt(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 def test_corrupted_dvc_cache_object_is_never_handed_out(repo: Path, env) -> None:
     want = locked(repo, SMALL)
     (repo / SMALL).unlink()  # not in the workspace: the DVC cache is next
@@ -209,6 +247,7 @@ def test_corrupted_dvc_cache_object_is_never_handed_out(repo: Path, env) -> None
     assert "missing" in str(info.value)
 
 
+@pytest.mark.slow
 def test_dvc_checkout_copies_a_corrupted_cache_object_but_our_resolver_refuses_it(repo: Path, env) -> None:
     """Plain DVC 3.67.1 with the same fault: ``dvc checkout`` does not re-hash the cache object and puts the
     corrupted bytes into the workspace (exit 0, no warning); ``dvc status`` re-hashes, deletes the corrupted

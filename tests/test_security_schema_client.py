@@ -20,11 +20,14 @@ import random
 import subprocess
 from typing import Any, Dict, List, Optional
 
+import pytest
 import yaml
 
 from clients.venvs import client_python
 from furiosa.artifacts.catalog._yaml import load_document
 from furiosa.artifacts.catalog.schema import iter_schema_errors
+
+pytestmark = pytest.mark.slow  # runs the registry client in its own venv
 
 #: Intended differences: our schema rejects, the 0.5.2 client (pydantic v1, extra=forbid) accepts.
 STRICTER = {

@@ -416,10 +416,9 @@ def test_bad_arguments_are_rejected() -> None:
 def test_slow_server_times_out(server: FaultServer) -> None:
     data, digest = payload()
     url = server.add("/w/model.pth", data, *[Fault(delay=2.0)] * 2)
-    started = time.monotonic()
     with pytest.raises(DownloadError, match=r"timed out .*\(2 attempts\)"):
         download([url], sha256=digest, size=len(data), **fast(timeout=0.3, retries=1))
-    assert time.monotonic() - started < 1.9
+    assert len(server.requests("/w/model.pth")) == 2  # gave up on each slow response, retried once, stopped
     assert_clean(digest, cached=False)
 
 

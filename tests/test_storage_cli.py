@@ -27,6 +27,8 @@ from test_storage_support import (  # noqa: F401  (fixtures)
     storage_template,
 )
 
+pytestmark = pytest.mark.slow  # real DVC/git/LFS/S3/venv or built binaries: the full suite's tier
+
 MAIN = (
     "import argparse, sys\n"
     "from furiosa.artifacts.cli_storage import register\n"

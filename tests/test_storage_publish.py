@@ -31,10 +31,10 @@ from test_storage_support import (  # noqa: F401  (fixtures)
     wait_port,
 )
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     subprocess.run(["git", "lfs", "version"], capture_output=True).returncode != 0,
     reason="needs git-lfs (apt-get install -y git-lfs)",
-)
+)]
 
 POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1\n"
 

@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import stat
-import time
 from pathlib import Path
 
 import pytest
@@ -143,10 +142,8 @@ def test_wrong_size_object_is_rejected(consumer: Path, www: Path) -> None:
 def test_unreachable_remote_names_url_and_object(consumer: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/storage"
     set_remote(consumer, "web", url)
-    start = time.monotonic()
     with pytest.raises(DownloadError) as info:
         resolve_binary(consumer, SMALL, progress=False, retries=1, backoff=0.01, timeout=2)
-    assert time.monotonic() - start < 10
     message = str(info.value)
     md5 = locked(consumer, SMALL)["md5"]
     assert "unreachable" in message and "connection refused" in message and "2 attempts" in message

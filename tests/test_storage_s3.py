@@ -34,6 +34,8 @@ from test_storage_support import (  # noqa: F401  (fixtures)
     tool_env,
 )
 
+pytestmark = pytest.mark.slow  # real DVC/git/LFS/S3/venv or built binaries: the full suite's tier
+
 pytest.importorskip("boto3", reason="needs boto3 (installed with moto[server])")
 
 BUCKET = "furiosa-team"

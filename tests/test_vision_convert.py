@@ -131,6 +131,7 @@ def test_mobilenet_from_tf_names_and_layouts(tmp_path):
     _assert_same_state(state_dict_from_onnx(tmp_path / "tf.onnx", "MLCommonsSSDMobileNet"), model)
 
 
+@pytest.mark.slow  # a full-size SSD-ResNet34 export, tens of CPU seconds
 def test_resnet34_round_trips(tmp_path):
     """By names, then with every initializer renamed (structure); a BN-folded export is refused."""
     name = "MLCommonsSSDResNet34"
@@ -150,6 +151,7 @@ def test_unreadable_onnx(tmp_path):
         state_dict_from_onnx(tmp_path / "x.onnx", "MLCommonsSSDMobileNet")
 
 
+@pytest.mark.slow  # builds the full-size ResNet50 and EfficientNetV2-S twice
 def test_plain_state_dicts_load_into_our_networks(tmp_path):
     torch.manual_seed(0)
     for name, official in [("MLCommonsResNet50", torchvision.models.resnet50(weights=None)),

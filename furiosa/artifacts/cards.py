@@ -19,10 +19,10 @@ import io
 import json
 import math
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from furiosa.artifacts.catalog.entries import Artifact, find_entry, read_entries
+from furiosa.artifacts.catalog.entries import Artifact, built_binary, find_entry, read_entries
 from furiosa.artifacts.errors import (
     ArtifactsError,
     BinaryNotFoundError,
@@ -31,7 +31,7 @@ from furiosa.artifacts.errors import (
     ModelNotFoundError,
     SpecError,
 )
-from furiosa.artifacts.layout import MODELS_DIR, PRECISIONS, binary_relpath, metrics_relpath, model_dir
+from furiosa.artifacts.layout import PRECISIONS, binary_relpath, metrics_relpath, model_dir
 
 __all__ = ["CARDS_DIR", "SPECS_RELPATH", "card_relpath", "code_entry", "generated_cards", "model_facts",
            "read_metrics", "read_model_spec", "render_card", "render_plot"]
@@ -71,11 +71,9 @@ def code_entry(entries: List[Artifact], name: str) -> Tuple[Artifact, Optional[s
                            "run `furiosa-artifacts lint`")
     if entry.format == "code":
         return entry, None
-    parts = PurePosixPath(entry.location).parts
-    if len(parts) == 3 and parts[0] == MODELS_DIR and PurePosixPath(parts[2]).stem in PRECISIONS:
-        for candidate in entries:
-            if candidate.format == "code" and candidate.name == parts[1]:
-                return candidate, PurePosixPath(parts[2]).stem
+    built = built_binary(entries, entry)
+    if built is not None:
+        return built
     raise ModelNotFoundError(
         f"catalog entry {entry.name!r} is a bare {entry.format} file ({entry.location}) without a code entry "
         "that knows its pre/postprocessing; use one of the code entries (`furiosa-artifacts list`)")

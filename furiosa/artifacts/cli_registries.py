@@ -1,4 +1,4 @@
-"""``furiosa-artifacts dvc-artifacts`` and ``furiosa-artifacts release``: DVC's model registry (dvc.yaml + GTO).
+"""``furiosa-artifacts dvc-artifacts``, ``dvc-deps`` and ``release``: DVC's model registry (dvc.yaml + GTO).
 
 :func:`register` adds them to the main parser's subparsers; each handler returns the exit code
 (0 ok, 1 problems found or failure) and prints errors as ``error: ...`` on stderr.
@@ -16,12 +16,11 @@ from furiosa.artifacts.errors import ArtifactsError
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def _cmd_dvc_artifacts(args: argparse.Namespace) -> int:
-    from furiosa.artifacts.registries.dvc_artifacts import check_dvc_artifacts, write_dvc_artifacts
-
+def _generated(args: argparse.Namespace, check, write, what: str) -> int:
+    """``--check`` (list the drift, exit 1) or write a generated part of dvc.yaml."""
     root = Path(args.root)
     if args.check:
-        problems = check_dvc_artifacts(root)
+        problems = check(root)
         if args.json:
             print(json.dumps({"ok": not problems, "problems": [{"location": w, "message": m} for w, m in problems]},
                              indent=2))
@@ -32,7 +31,7 @@ def _cmd_dvc_artifacts(args: argparse.Namespace) -> int:
                 print(f"{len(problems)} problem(s) found", file=sys.stderr)
         return EXIT_FAILED if problems else EXIT_OK
     try:
-        changed = write_dvc_artifacts(root)
+        changed = write(root)
     except (ArtifactsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -42,8 +41,40 @@ def _cmd_dvc_artifacts(args: argparse.Namespace) -> int:
         for path in changed:
             print(f"updated {path}")
         if not changed:
-            print("dvc.yaml artifacts are up to date")
+            print(f"{what} are up to date")
     return EXIT_OK
+
+
+def _cmd_dvc_artifacts(args: argparse.Namespace) -> int:
+    from furiosa.artifacts.registries.dvc_artifacts import check_dvc_artifacts, write_dvc_artifacts
+
+    return _generated(args, check_dvc_artifacts, write_dvc_artifacts, "dvc.yaml artifacts")
+
+
+def _cmd_dvc_deps(args: argparse.Namespace) -> int:
+    from furiosa.artifacts.catalog.stage_deps import check_stage_deps, write_stage_deps
+
+    return _generated(args, check_stage_deps, write_stage_deps, "dvc.yaml stage dependencies")
+
+
+def _check_all(root: Path) -> list:
+    from furiosa.artifacts.catalog.stage_deps import check_stage_deps
+    from furiosa.artifacts.registries.dvc_artifacts import check_dvc_artifacts
+    from furiosa.artifacts.registries.entry_module import check_entry_module
+
+    return check_entry_module(root) + check_stage_deps(root) + check_dvc_artifacts(root)
+
+
+def _write_all(root: Path) -> list:
+    from furiosa.artifacts.catalog.stage_deps import write_stage_deps
+    from furiosa.artifacts.registries.dvc_artifacts import write_dvc_artifacts
+    from furiosa.artifacts.registries.entry_module import write_entry_module
+
+    return write_entry_module(root) + write_stage_deps(root) + write_dvc_artifacts(root)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    return _generated(args, _check_all, _write_all, "generated parts")
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
@@ -73,17 +104,31 @@ def _cmd_release(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``dvc-artifacts`` and ``release`` subcommands (each sets ``func`` to its handler)."""
-    dvc = subparsers.add_parser(
-        "dvc-artifacts", help="write (or --check) the artifacts: section of dvc.yaml from the catalog",
-        description="Generate dvc.yaml's `artifacts:` (DVC's model registry: one artifact per built int8/fp32 "
-        "binary, e.g. mlcommons-resnet50 and mlcommons-resnet50-fp32) from artifacts.yaml, params.yaml and "
-        "specs.yaml, leaving the rest of dvc.yaml untouched; also writes .gto when absent.")
-    dvc.add_argument("--check", action="store_true",
-                     help="only compare; exit 1 and list the differences when dvc.yaml is stale")
-    dvc.add_argument("--root", default=".", help="repository root (default: .)")
-    dvc.add_argument("--json", action="store_true", help="machine-readable output")
-    dvc.set_defaults(func=_cmd_dvc_artifacts)
+    """Add the ``dvc-artifacts``, ``dvc-deps``, ``generate`` and ``release`` subcommands (each sets ``func``)."""
+    generators = (
+        ("dvc-artifacts", _cmd_dvc_artifacts, "write (or --check) the artifacts: section of dvc.yaml from the catalog",
+         "Generate dvc.yaml's `artifacts:` (DVC's model registry: one artifact per built int8/fp32 binary, e.g. "
+         "mlcommons-resnet50 and mlcommons-resnet50-fp32) from artifacts.yaml, params.yaml and specs.yaml, "
+         "leaving the rest of dvc.yaml untouched; also writes .gto when absent."),
+        ("dvc-deps", _cmd_dvc_deps, "write (or --check) the code and data deps of every dvc.yaml stage, derived "
+         "from imports",
+         "Derive each dvc.yaml stage's dependencies from the code its `python stages/X.py` command imports "
+         "(transitively, lazy imports included), the package data files that code reads, and ${item.network} "
+         "for stages that build networks; rewrite them in dvc.yaml keeping everything else (comments, outputs "
+         "of earlier stages, params, outs)."),
+        ("generate", _cmd_generate, "rewrite (or --check) every generated file: entry points, dvc.yaml deps and "
+         "artifacts",
+         "Regenerate what is derived from the catalog and the code: furiosa/artifacts/artifacts.py (one entry "
+         "point per `format: code` entry of artifacts.yaml), dvc.yaml's stage dependencies (`dvc-deps`) and "
+         "dvc.yaml's `artifacts:` (`dvc-artifacts`). Run it after adding a model or a module."),
+    )
+    for name, func, help_text, description in generators:
+        gen = subparsers.add_parser(name, help=help_text, description=description)
+        gen.add_argument("--check", action="store_true",
+                         help="only compare; exit 1 and list the differences when anything is stale")
+        gen.add_argument("--root", default=".", help="repository root (default: .)")
+        gen.add_argument("--json", action="store_true", help="machine-readable output")
+        gen.set_defaults(func=func)
 
     rel = subparsers.add_parser(
         "release", help="register HEAD's build of a model as a GTO version, optionally assign a stage",

@@ -63,11 +63,11 @@ def train_digits(params: Mapping[str, Any], *, seed: int) -> Tuple[Dict[str, Any
     """Train DigitsConvNet; returns (state_dict, report with train/held-out accuracy and timing)."""
     import torch
 
-    from furiosa.artifacts.vision.models.digits import DigitsConvNet
+    from furiosa.artifacts.vision.models import create_model
 
     torch.manual_seed(seed)
     split = digits_split(seed=seed, test_fraction=float(params["test_fraction"]))
-    model = DigitsConvNet()
+    model = create_model("DigitsConvNet").train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(params["lr"]),
                                   weight_decay=float(params["weight_decay"]))
     x_train, y_train = torch.from_numpy(split.x_train), torch.from_numpy(split.y_train)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 from functools import lru_cache
 
@@ -49,6 +49,9 @@ class Document:
     text: str = ""
     values: Dict[Pointer, Position] = field(default_factory=dict)
     keys: Dict[Pointer, Position] = field(default_factory=dict)
+    #: Values written as unquoted YAML timestamps (``date: 2015-12-10``), which common YAML readers
+    #: (``yaml.safe_load``) turn into ``datetime.date`` rather than the string the schema asks for.
+    unquoted_timestamps: List[Pointer] = field(default_factory=list)
 
     def position(self, pointer: Pointer, *, key: bool = False) -> Position:
         """Best position for ``pointer``: the key (if asked and known), else the value, else the nearest parent."""
@@ -63,6 +66,10 @@ class Document:
             pointer = pointer[:-1]
 
 
+class _TimestampText(str):
+    """The text of a plain (unquoted) YAML scalar that YAML 1.1 readers take for a timestamp."""
+
+
 @lru_cache(maxsize=1)
 def _text_date_constructor() -> type:
     """A round-trip constructor keeping YAML timestamps as their text, so a bad date is a positioned
@@ -73,7 +80,7 @@ def _text_date_constructor() -> type:
         pass
 
     _TextDateConstructor.add_constructor(
-        "tag:yaml.org,2002:timestamp", lambda self, node: self.construct_scalar(node))
+        "tag:yaml.org,2002:timestamp", lambda self, node: _TimestampText(self.construct_scalar(node)))
     return _TextDateConstructor
 
 
@@ -176,6 +183,8 @@ def _plain(node: Any, pointer: Pointer, doc: Document) -> Any:
         return int(node)
     if isinstance(node, float):
         return float(node)
+    if isinstance(node, _TimestampText):
+        doc.unquoted_timestamps.append(pointer)
     return str(node)
 
 

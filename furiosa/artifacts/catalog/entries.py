@@ -172,3 +172,22 @@ def lookup(entries: List[Artifact], name: str, version: Optional[str] = None) ->
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     raise ModelNotFoundError(f"no catalog entry {what}; {hint}known names: {', '.join(sorted(known))} "
                              "(`furiosa-artifacts list`)")
+
+
+def built_binary(entries: List[Artifact], entry: Artifact) -> Optional[Tuple[Artifact, str]]:
+    """The ``code`` entry and precision a binary entry is a pipeline build of, else None.
+
+    The one place ``<Name>_INT8``-style entries are resolved: by location, never by name, so
+    ``DigitsConvNet_INT8`` at ``models/DigitsConvNet/int8.onnx`` is ``(DigitsConvNet entry, "int8")``
+    whatever it is called. A ``code`` entry resolves to None.
+    """
+    from furiosa.artifacts.layout import PRECISIONS, binary_relpath
+
+    if entry.format == "code":
+        return None
+    for candidate in entries:
+        if candidate.format == "code":
+            for precision in PRECISIONS:
+                if binary_relpath(candidate.name, precision) == entry.location:
+                    return candidate, precision
+    return None

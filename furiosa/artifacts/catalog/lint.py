@@ -115,6 +115,12 @@ def _schema_message(error: ValidationError) -> Tuple[Pointer, str, bool]:
     return pointer, error.message, False
 
 
+def _lookup(data: Any, pointer: Pointer) -> Any:
+    for part in pointer:
+        data = data[part]
+    return data
+
+
 def _safe_relative(root: Path, value: str) -> Optional[str]:
     """Why ``value`` is not a safe repository-relative path, or None when it is."""
     if not value or value.strip() != value:
@@ -231,9 +237,14 @@ def lint_document(doc: Document, *, pipeline_outputs: Iterable[str] = ()) -> Lis
     for error in iter_schema_errors(doc.data):
         pointer, message, key = _schema_message(error)
         c.add(pointer, message, key=key)
+    for pointer in doc.unquoted_timestamps:
+        value = _lookup(doc.data, pointer)
+        field = str(pointer[-1]) if pointer else "value"
+        c.add(pointer, f"unquoted date {value!r}: YAML readers such as yaml.safe_load load it as a date object, "
+              f"which the schema (a string) rejects; quote it: {field}: \"{value}\"")
     data = doc.data
     if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
-        return c.problems
+        return sorted(c.problems, key=lambda p: (p.line, p.column))
     seen: Dict[Tuple[str, Any], int] = {}
     outputs = set(pipeline_outputs)
     module_cache: Dict[str, Any] = {}
@@ -273,22 +284,38 @@ def lint_catalog(path: Path, *, pipeline_outputs: Optional[Iterable[str]] = None
 
 
 def _registry_problems(path: Path) -> List[Problem]:
-    """dvc.yaml's `artifacts:` (DVC model registry) must match the catalog."""
+    """dvc.yaml's `artifacts:` (DVC model registry) must match the catalog, its stage deps the code they run."""
     root = path.parent
     if not ((root / "dvc.yaml").is_file() and (root / "params.yaml").is_file()):
         return []
+    from furiosa.artifacts.catalog.stage_deps import check_stage_deps
     from furiosa.artifacts.errors import ArtifactsError
+    from furiosa.artifacts.registries.entry_module import ENTRY_MODULE, check_entry_module
     from furiosa.artifacts.registries import check_dvc_artifacts
 
     try:
         found = check_dvc_artifacts(root)
     except ArtifactsError as exc:
         return [Problem(str(root / "dvc.yaml"), 1, 1, "/artifacts", f"cannot check the DVC artifacts: {exc}")]
+    found = found + check_stage_deps(root)  # code a stage runs but does not depend on: `dvc repro` would miss it
+    if any(e.get("location") == ENTRY_MODULE for e in _code_entries(path)):
+        found = found + check_entry_module(root)
     problems = []
     for where, message in found:
         file, _, pointer = where.partition(":")
         problems.append(Problem(str(root / file), 1, 1, pointer or "/", message))
     return problems
+
+
+def _code_entries(path: Path) -> List[Dict[str, Any]]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text("utf-8")) or {}
+    except (OSError, ValueError, yaml.YAMLError):
+        return []
+    entries = data.get("artifacts") if isinstance(data, dict) else None
+    return [e for e in entries or [] if isinstance(e, dict) and e.get("format") == "code"]
 
 
 def unbuilt_binaries(path: Path) -> List[str]:

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
-from furiosa.artifacts.catalog.entries import Artifact, read_entries
+from furiosa.artifacts.catalog.entries import Artifact, built_binary, read_entries
 from furiosa.artifacts.errors import ModelNotFoundError
 from furiosa.artifacts.registries.names import semver
 
@@ -56,13 +56,14 @@ def model_class() -> type:
         precision: str = "int8"
         synthetic: bool = False
         _runner: Any = PrivateAttr(default=None)
+        _code_name: Optional[str] = PrivateAttr(default=None)  # the code entry whose processing applies
 
         def _model(self) -> Any:
             if self._runner is None:
                 from furiosa.artifacts.model import Model
 
                 description = self.metadata.description if self.metadata else None
-                self._runner = Model(name=self.name.removesuffix("_INT8"), family=self.family or "",
+                self._runner = Model(name=self._code_name or self.name, family=self.family or "",
                                      version=self.version, description=description, source=self.source,
                                      precision=self.precision, synthetic=self.synthetic)
             return self._runner
@@ -113,7 +114,8 @@ def _versions(version: Optional[str]) -> set:
         return {version}
 
 
-def _build(root: Path, entry: Artifact, version: Optional[str], precision: Optional[str]) -> Any:
+def _build(root: Path, entry: Artifact, version: Optional[str], precision: Optional[str],
+           built: Optional[Tuple[Artifact, str]] = None) -> Any:
     from furiosa.artifacts.loader import is_synthetic, load_from_repo
     from furiosa.artifacts.binaries import fetch_binary
 
@@ -128,14 +130,16 @@ def _build(root: Path, entry: Artifact, version: Optional[str], precision: Optio
         # the catalog is data from anywhere: its location must stay inside the repository (symlinks followed)
         source = fetch_binary(root, safe_relpath(root, entry.location,
                                                  what=f"location of catalog entry {entry.name!r}"))[0]
-        model_name = Path(entry.location).parent.name
-        synthetic, precision = is_synthetic(root, model_name), Path(entry.location).stem
+        code_name = built[0].name if built else None
+        synthetic = is_synthetic(root, code_name) if code_name else False
+        precision = built[1] if built else Path(entry.location).stem
     fmt = "onnx" if entry.format == "code" else entry.format
     cls = model_class()
     model = cls(name=entry.name, source=source, format=fmt, family=entry.family, version=entry.version,
                 metadata=_metadata(entry), precision=precision, synthetic=synthetic,
                 **(_tensors(source) if fmt == "onnx" else {}))
     object.__setattr__(model, "__doc__", _doc(entry))  # what the client's help(uri, name, version) returns
+    model._code_name = entry.name if entry.format == "code" else (built[0].name if built else None)
     return model
 
 
@@ -146,13 +150,14 @@ def _doc(entry: Artifact) -> str:
             f"``version``: {entry.version!r} or its semver.{extra}")
 
 
-def _entry_point(root: Path, entry: Artifact, cls: type, module: str) -> Callable[..., Any]:
+def _entry_point(root: Path, entry: Artifact, cls: type, module: str,
+                 built: Optional[Tuple[Artifact, str]] = None) -> Callable[..., Any]:
     if entry.format == "code":
         def entry_point(version=None, *, precision="int8"):  # noqa: ANN001, ANN202 - annotations set below
             return _build(root, entry, version, precision)
     else:
         def entry_point(version=None):  # noqa: ANN001, ANN202
-            return _build(root, entry, version, None)
+            return _build(root, entry, version, None, built)
     entry_point.__name__ = entry_point.__qualname__ = entry.name
     entry_point.__module__ = module
     entry_point.__annotations__ = {"return": cls}  # what furiosa-registry's list() inspects
@@ -169,4 +174,5 @@ def entry_points(root: Path, *, module: str = "artifacts") -> Dict[str, Callable
     """
     root = Path(root)
     cls = model_class()
-    return {e.name: _entry_point(root, e, cls, module) for e in read_entries(root, validate=False)}
+    entries = read_entries(root, validate=False)
+    return {e.name: _entry_point(root, e, cls, module, built_binary(entries, e)) for e in entries}

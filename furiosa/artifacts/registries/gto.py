@@ -28,9 +28,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from furiosa.artifacts.catalog._yaml import parse_yaml
 
-from furiosa.artifacts.catalog.entries import find_entry, read_entries
+from furiosa.artifacts.catalog.entries import built_binary, find_entry, read_entries
 from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError, ModelNotFoundError
-from furiosa.artifacts.layout import PRECISIONS, binary_relpath, metrics_relpath
+from furiosa.artifacts.layout import PRECISIONS, metrics_relpath
 from furiosa.artifacts.registries.dvc_artifacts import DVC_FILE
 from furiosa.artifacts.registries.names import (
     DEFAULT_PRECISION, LOOSE_VERSION, SEMVER, catalog_name, dvc_name, semver,
@@ -280,11 +280,11 @@ def artifact_names(root: Path, name: str, precision: Optional[str] = None) -> Li
         entry = find_entry(entries, name)  # catalog name, loosely; raises with the known names
         model, own, from_dvc = entry.name, DEFAULT_PRECISION, False
         if entry.format != "code":
-            parent = next((c for c in code if binary_relpath(c, DEFAULT_PRECISION) == entry.location), None)
-            if parent is None:
+            built = built_binary(entries, entry)
+            if built is None:
                 raise ModelNotFoundError(f"catalog entry {entry.name!r} ({entry.location}) is no built binary of a "
                                          "code entry, so it has no DVC artifact") from None
-            model, from_dvc = parent, True
+            (model, own), from_dvc = (built[0].name, built[1]), True
     if from_dvc and precision not in (None, "all", own):
         raise ModelNotFoundError(f"{name!r} is the {own} binary of {model}; drop --precision or name the model")
     precisions = (own,) if from_dvc else PRECISIONS if precision == "all" else (precision or own,)

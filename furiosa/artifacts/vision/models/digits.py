@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from furiosa.artifacts.vision.models import register_model
+
 
 class DigitsConvNet(nn.Module):
     """conv3x3(16) -> ReLU -> conv3x3(32) -> ReLU -> maxpool2 -> fc(128) -> ReLU -> fc(classes)."""
@@ -26,3 +28,9 @@ class DigitsConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 1, 8, 8) in [0, 1]
         return self.classifier(self.features(x))
+
+
+@register_model("DigitsConvNet")
+def digits_convnet(*, num_classes: int = 10) -> DigitsConvNet:
+    """DigitsConvNet with ``num_classes`` outputs (randomly initialised)."""
+    return DigitsConvNet(num_classes=num_classes)

@@ -14,6 +14,8 @@ from typing import Sequence, Tuple
 import torch
 from torch import nn
 
+from furiosa.artifacts.vision.models import register_model
+
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
@@ -51,3 +53,14 @@ class DigitsSSD(nn.Module):
             locs.append(self._flatten(loc(feature), n, 4))
             confs.append(self._flatten(conf(feature), n, self.num_classes))
         return torch.cat(locs, 1), torch.cat(confs, 1)
+
+
+@register_model("DigitsSSD")
+def digits_ssd(*, num_classes: int) -> DigitsSSD:
+    """DigitsSSD with its spec's input channels and anchors per location (randomly initialised)."""
+    from furiosa.artifacts.vision.anchors import anchors_per_location
+    from furiosa.artifacts.vision.specs import load_spec
+
+    spec = load_spec("DigitsSSD")
+    return DigitsSSD(num_classes=num_classes, in_channels=spec.input.channels,
+                     boxes_per_location=anchors_per_location(spec.postprocess.anchors))

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from furiosa.artifacts.vision.models import register_model
+
 
 class Conv2dSame(nn.Conv2d):
     """Conv2d with TensorFlow "SAME" padding: the odd pixel of padding goes to the bottom/right."""
@@ -147,6 +149,7 @@ class SSDMobileNetV1(nn.Module):
         return torch.cat(locs, dim=1), torch.cat(confs, dim=1)
 
 
+@register_model("MLCommonsSSDMobileNet")
 def ssd_mobilenet_v1(*, num_classes: int = 91) -> SSDMobileNetV1:
     """A randomly initialised SSD-MobileNet-v1."""
     return SSDMobileNetV1(num_classes=num_classes)

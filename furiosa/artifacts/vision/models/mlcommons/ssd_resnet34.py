@@ -20,6 +20,8 @@ import torch
 import torchvision
 from torch import nn
 
+from furiosa.artifacts.vision.models import register_model
+
 _EXTRAS = [  # (in, mid, out, stride, padding) of the 3x3 conv
     (256, 256, 512, 2, 1), (512, 256, 512, 2, 1), (512, 128, 256, 2, 1), (256, 128, 256, 2, 0),
     (256, 128, 256, 1, 0)]
@@ -78,6 +80,7 @@ class SSDResNet34(nn.Module):
         return torch.cat(locs, 2).permute(0, 2, 1), torch.cat(confs, 2).permute(0, 2, 1)
 
 
+@register_model("MLCommonsSSDResNet34")
 def ssd_resnet34(*, num_classes: int = 81) -> SSDResNet34:
     """A randomly initialised SSD-ResNet34 for 1200x1200 inputs."""
     return SSDResNet34(num_classes=num_classes)
