@@ -7,7 +7,7 @@ from pathlib import Path
 
 from furiosa.artifacts.pipeline.cli import run_stage, stage_parser
 from furiosa.artifacts.pipeline.params import load_params
-from furiosa.artifacts.pipeline.stages import digits_data_stage
+from furiosa.artifacts.pipeline.digits_data import digits_data_stage
 
 
 def main(args: argparse.Namespace) -> None:

@@ -74,23 +74,6 @@ def _select(files: Sequence[Any], section: Dict[str, Any], where: str) -> List[A
     return chosen
 
 
-def digits_data_stage(params: Params, name: str, *, out: Path) -> Dict[str, Any]:
-    """Write the trained digits model's train and held-out splits as ImageNet-style folders (PNG + val_map.txt).
-
-    ``out/train`` and ``out/heldout``: 8-bit grey images (sklearn's 0..16 ink levels scaled to 0..255, so the
-    model's preprocessing, luma / 255, gives back the training values to within 1/510) and labels 0..9.
-    """
-    from furiosa.artifacts.accuracy import write_imagenet_folder
-
-    split = _digits(params, name)
-    counts = {}
-    for part, (x, y) in {"train": (split.x_train, split.y_train), "heldout": (split.x_test, split.y_test)}.items():
-        pixels = np.round(np.asarray(x)[:, 0] * 255.0).astype(np.uint8)
-        write_imagenet_folder(Path(out) / part, pixels, [int(v) for v in y], prefix=f"digit_{part}")
-        counts[part] = int(len(y))
-    return counts
-
-
 def _digits(params: Params, name: str) -> Any:
     from furiosa.artifacts.build.train import digits_split
 
