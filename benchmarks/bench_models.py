@@ -180,8 +180,8 @@ def requantize(name: str, workdir: Path) -> dict[str, Any]:
            "metrics": workdir / "metrics.json"}
     quantize_stage(params, name, fp32=src["fp32"], calibration=src["npz"], out=out["int8"], report=out["quantize"])
     try:
-        evaluate_stage(params, name, fp32=src["fp32"], int8=out["int8"], samples=REPO / "data" / "samples",
-                       weights_record=src["weights"], export_report=src["export"], quantize_report=out["quantize"],
+        evaluate_stage(params, name, fp32=src["fp32"], int8=out["int8"], weights_record=src["weights"],
+                       export_report=src["export"], quantize_report=out["quantize"],
                        out=out["metrics"])
     except GateError as exc:  # reported with the results; the benchmark goes on
         out["gate_error"] = str(exc)  # type: ignore[assignment]
@@ -189,7 +189,8 @@ def requantize(name: str, workdir: Path) -> dict[str, Any]:
 
 
 def _quality(metrics: dict[str, Any]) -> dict[str, Any]:
-    keys = ("top1_agreement", "top5_overlap", "accuracy_drop", "detection_f1", "mean_iou")
+    keys = ("int8_vs_fp32_top1_agreement", "int8_vs_fp32_top5_overlap", "accuracy_drop", "int8_vs_fp32_detection_f1",
+            "int8_vs_fp32_mean_iou", "int8_accuracy_ratio")
     gates = {k: {"threshold": v.get("threshold"), "value": v.get("value"), "status": v.get("status")}
              for k, v in (metrics.get("gates") or {}).items()}
     return {"metrics": {k: metrics[k] for k in keys if k in metrics}, "gates": gates,

@@ -19,7 +19,8 @@ LATENCY_GATE, SIZE_GATE = "int8_latency_ratio_max", "size_ratio_max"
 DVC_REPRO_MAX_S = 3.0
 LINT_MAX_S = 0.5
 PREPROCESS_MIN_SPEEDUP = 1.0  # ours images/s / torchvision images/s
-AGREEMENT_GATES = ("top1_agreement_min", "detection_f1_min", "accuracy_drop_max")
+AGREEMENT_GATES = ("int8_vs_fp32_top1_agreement_min", "int8_vs_fp32_detection_f1_min", "accuracy_drop_max",
+                   "int8_accuracy_ratio_min")
 
 
 def model_gates(params_path: Path = PARAMS) -> dict[str, dict[str, float]]:
@@ -75,7 +76,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             synthetic = quality.get("weights_source") == "synthetic"
             value = (quality.get("metrics") or {}).get(metric, info.get("value"))
             status = "n/a" if synthetic and value is not None else None
-            add(f"agreement:{name}:{metric}", f"{name} int8 vs fp32 {metric}", value, info["threshold"],
+            add(f"agreement:{name}:{metric}", f"{name} {metric}", value, info["threshold"],
                 "<=" if gate.endswith("_max") else ">=", "",
                 "gate in params.yaml" + ("; not applicable: synthetic (random) weights" if synthetic else ""),
                 status)

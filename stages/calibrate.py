@@ -1,4 +1,4 @@
-"""Stage `calibrate`: the preprocessed calibration set (npz) from sample images or training data."""
+"""Stage `calibrate`: the preprocessed calibration set (npz) from the model's calibration dataset in params.yaml."""
 
 import argparse
 import sys
@@ -10,11 +10,10 @@ from furiosa.artifacts.pipeline.stages import calibrate_stage
 
 
 def main(args: argparse.Namespace) -> None:
-    calibrate_stage(load_params(args.params), args.model, samples=args.samples, out=args.out)
+    calibrate_stage(load_params(args.params), args.model, out=args.out)
 
 
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
-    parser.add_argument("--samples", type=Path, required=True, help="image directory (stage `samples`)")
     parser.add_argument("--out", type=Path, required=True, help="calibration npz to write")
     sys.exit(run_stage(main, parser))

@@ -27,9 +27,9 @@ from furiosa.artifacts.build.export import export_onnx
 from furiosa.artifacts.build.quantize import QuantSettings, quantize_model
 from furiosa.artifacts.errors import BuildError, GateError, SpecError
 
-GATES = {"top1_agreement_min": 0.9, "accuracy_drop_max": 0.01, "int8_latency_ratio_max": 0.5,
+GATES = {"int8_vs_fp32_top1_agreement_min": 0.9, "accuracy_drop_max": 0.01, "int8_latency_ratio_max": 0.5,
          "size_ratio_max": 0.27}
-GOOD = {"top1_agreement": 0.95, "accuracy_drop": 0.004, "int8_latency_ratio": 0.4, "size_ratio": 0.26}
+GOOD = {"int8_vs_fp32_top1_agreement": 0.95, "accuracy_drop": 0.004, "int8_latency_ratio": 0.4, "size_ratio": 0.26}
 
 
 @pytest.fixture(scope="module")
@@ -54,19 +54,20 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_classification_identical_and_known_mismatch() -> None:
     logits = np.random.default_rng(0).normal(size=(8, 10))
     same = agreement_classification(logits, logits.copy())
-    assert same == {"top1_agreement": 1.0, "top5_overlap": 1.0, "num_samples": 8}
+    assert same == {"int8_vs_fp32_top1_agreement": 1.0, "int8_vs_fp32_top5_overlap": 1.0, "num_samples": 8}
 
     changed = logits.copy()
     for row in (1, 5):  # move the top-1 of two rows to a class outside their top-5
         changed[row, np.argsort(logits[row])[0]] = logits[row].max() + 1.0
     result = agreement_classification(logits, changed)
-    assert result["top1_agreement"] == pytest.approx(6 / 8)
-    assert result["top5_overlap"] == pytest.approx((6 + 2 * 4 / 5) / 8)
+    assert result["int8_vs_fp32_top1_agreement"] == pytest.approx(6 / 8)
+    assert result["int8_vs_fp32_top5_overlap"] == pytest.approx((6 + 2 * 4 / 5) / 8)
 
 
 def test_classification_few_classes_and_bad_shapes() -> None:
-    assert "top5_overlap" not in agreement_classification(np.eye(3), np.eye(3))
-    assert agreement_classification(np.eye(3), np.eye(3)[[0, 2, 1]])["top1_agreement"] == pytest.approx(1 / 3)
+    assert "int8_vs_fp32_top5_overlap" not in agreement_classification(np.eye(3), np.eye(3))
+    swapped = agreement_classification(np.eye(3), np.eye(3)[[0, 2, 1]])
+    assert swapped["int8_vs_fp32_top1_agreement"] == pytest.approx(1 / 3)
     with pytest.raises(SpecError):
         agreement_classification(np.zeros((2, 5)), np.zeros((3, 5)))
 
@@ -74,8 +75,9 @@ def test_classification_few_classes_and_bad_shapes() -> None:
 def test_detection_identical() -> None:
     dets = [np.array([[0, 0, 10, 10, 0.9, 1], [20, 20, 40, 40, 0.8, 2]]), np.zeros((0, 6))]
     result = agreement_detection(dets, [d.copy() for d in dets])
-    assert result["detection_f1"] == result["detection_precision"] == result["detection_recall"] == 1.0
-    assert result["mean_iou"] == pytest.approx(1.0) and result["num_matched"] == 2
+    assert result["int8_vs_fp32_detection_f1"] == result["int8_vs_fp32_detection_precision"] == 1.0
+    assert result["int8_vs_fp32_detection_recall"] == 1.0
+    assert result["int8_vs_fp32_mean_iou"] == pytest.approx(1.0) and result["num_matched"] == 2
 
 
 def test_detection_known_mismatches() -> None:
@@ -88,10 +90,10 @@ def test_detection_known_mismatches() -> None:
     ]]
     result = agreement_detection(fp32, int8, iou=0.5)
     assert result["num_matched"] == 2 and result["num_int8_detections"] == 4 and result["num_fp32_detections"] == 3
-    assert result["detection_precision"] == pytest.approx(2 / 4)
-    assert result["detection_recall"] == pytest.approx(2 / 3)
-    assert result["detection_f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
-    assert result["mean_iou"] == pytest.approx((0.8 + 0.5) / 2)
+    assert result["int8_vs_fp32_detection_precision"] == pytest.approx(2 / 4)
+    assert result["int8_vs_fp32_detection_recall"] == pytest.approx(2 / 3)
+    assert result["int8_vs_fp32_detection_f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert result["int8_vs_fp32_mean_iou"] == pytest.approx((0.8 + 0.5) / 2)
 
 
 def test_detection_input_forms_and_empty_cases() -> None:
@@ -99,11 +101,12 @@ def test_detection_input_forms_and_empty_cases() -> None:
     forms = [(boxes, scores, classes), {"boxes": boxes, "scores": scores, "labels": classes},
              [((0, 0, 4, 4), 0.9, 1)], np.array([[0, 0, 4, 4, 0.9, 1]])]
     for form in forms:
-        assert agreement_detection([forms[0]], [form])["detection_f1"] == 1.0
+        assert agreement_detection([forms[0]], [form])["int8_vs_fp32_detection_f1"] == 1.0
     empty = agreement_detection([np.zeros((0, 6))], [[]])
-    assert empty["detection_f1"] == 1.0 and empty["mean_iou"] == 1.0
+    assert empty["int8_vs_fp32_detection_f1"] == 1.0 and empty["int8_vs_fp32_mean_iou"] == 1.0
     missed = agreement_detection([forms[0]], [[]])
-    assert missed["detection_recall"] == missed["detection_f1"] == missed["mean_iou"] == 0.0
+    assert missed["int8_vs_fp32_detection_recall"] == missed["int8_vs_fp32_detection_f1"] == 0.0
+    assert missed["int8_vs_fp32_mean_iou"] == 0.0
     with pytest.raises(SpecError, match="images"):
         agreement_detection([forms[0]], [])
     with pytest.raises(SpecError, match="int8 image 0"):
@@ -147,15 +150,15 @@ def test_sizes_and_param_counts(models: dict[str, Path]) -> None:
 
 def test_gates_pass() -> None:
     check_gates("TinyNet", GOOD, GATES)
-    check_gates("TinyNet", {**GOOD, "top1_agreement": 0.9}, GATES)  # boundary passes
+    check_gates("TinyNet", {**GOOD, "int8_vs_fp32_top1_agreement": 0.9}, GATES)  # boundary passes
 
 
 def test_gate_failure_names_model_metric_value_and_gate() -> None:
     with pytest.raises(GateError) as info:
-        check_gates("TinyNet", {**GOOD, "top1_agreement": 0.8125, "size_ratio": 0.3}, GATES)
+        check_gates("TinyNet", {**GOOD, "int8_vs_fp32_top1_agreement": 0.8125, "size_ratio": 0.3}, GATES)
     message = str(info.value)
     assert message.startswith("TinyNet:")
-    assert "top1_agreement 0.8125 < gate top1_agreement_min 0.9" in message
+    assert "int8_vs_fp32_top1_agreement 0.8125 < gate int8_vs_fp32_top1_agreement_min 0.9" in message
     assert "size_ratio 0.3 > gate size_ratio_max 0.27" in message
 
 
@@ -185,15 +188,37 @@ def test_apply_gates_enforces_for_real_weights() -> None:
 
 
 def test_apply_gates_synthetic_is_not_applicable() -> None:
-    bad = {**GOOD, "top1_agreement": 0.1}
+    bad = {**GOOD, "int8_vs_fp32_top1_agreement": 0.1}
     metrics = apply_gates("TinyNet", bad, GATES, weights_source="synthetic")
     assert metrics["weights"] == {"source": "synthetic", "deployable": False}
     assert {g["status"] for g in metrics["gates"].values()} == {"not_applicable"}
-    assert metrics["gates"]["top1_agreement_min"]["value"] == 0.1 and metrics["top1_agreement"] == 0.1
+    assert metrics["gates"]["int8_vs_fp32_top1_agreement_min"]["value"] == 0.1
+    assert metrics["int8_vs_fp32_top1_agreement"] == 0.1
     with pytest.raises(SpecError, match="'bogus_min'"):  # keys still validated offline
         apply_gates("TinyNet", bad, {"bogus_min": 1}, weights_source="synthetic")
     with pytest.raises(SpecError, match="'random'"):
         apply_gates("TinyNet", bad, GATES, weights_source="random")
+
+
+def test_dataset_gates_bind_only_with_a_real_dataset() -> None:
+    """MLPerf's rule (int8 >= 0.99 x fp32) and the published-figure gate bind on a labelled dataset only."""
+    gates = {"int8_accuracy_ratio_min": 0.99, "fp32_published_gap_max": 0.005, "size_ratio_max": 0.27}
+    low = {"int8_accuracy_ratio": 0.985, "fp32_published_gap": 0.001, "size_ratio": 0.26}
+    with pytest.raises(GateError, match="int8_accuracy_ratio 0.985 < gate int8_accuracy_ratio_min 0.99"):
+        apply_gates("TinyNet", low, gates, weights_source="url", real_dataset=True)
+    offline = apply_gates("TinyNet", {"size_ratio": 0.26}, gates, weights_source="url", real_dataset=False)
+    assert offline["gates"]["int8_accuracy_ratio_min"]["status"] == "not_applicable"
+    assert "sample photos" in offline["gates"]["fp32_published_gap_max"]["reason"]
+    assert offline["gates"]["size_ratio_max"]["status"] == "pass"  # the others still bind
+    with pytest.raises(GateError, match="size_ratio"):
+        apply_gates("TinyNet", {"size_ratio": 0.3}, gates, weights_source="url", real_dataset=False)
+    far = {**low, "int8_accuracy_ratio": 1.0, "fp32_published_gap": 0.02}
+    with pytest.raises(GateError, match="fp32_published_gap 0.02 > gate fp32_published_gap_max 0.005"):
+        apply_gates("TinyNet", far, gates, weights_source="url", real_dataset=True)
+    unpublished = apply_gates("TinyNet", {k: v for k, v in far.items() if k != "fp32_published_gap"}, gates,
+                              weights_source="train", real_dataset=True)
+    assert unpublished["gates"]["fp32_published_gap_max"]["reason"] == "no published accuracy to compare with"
+    assert unpublished["gates"]["int8_accuracy_ratio_min"]["status"] == "pass"
 
 
 # ---------------------------------------------------------------------------- metrics.json

@@ -46,11 +46,21 @@ def test_card_has_the_provenance_chain_and_flags_synthetic():
     if is_synthetic(REPO_ROOT, "MLCommonsResNet50"):
         assert "**SYNTHETIC WEIGHTS" in card and "not for deployment" in card and "**not used by this build**" in card
     assert "| input | `input` | float32 | [N, 3, 224, 224] (NCHW) |" in card
-    assert "center crop 224x224" in card and "## Int8 vs fp32" in card and "| top1_agreement |" in card
+    assert "center crop 224x224" in card and "## Int8 vs fp32 agreement" in card
+    assert "| int8_vs_fp32_top1_agreement |" in card
+    # published accuracy, accuracy measured here and agreement are three separate sections
+    assert card.index("## Published accuracy") < card.index("## Accuracy measured here") < card.index(
+        "## Int8 vs fp32 agreement")
+    assert "76.014%" in card and "MLPerf Inference reference" in card
     assert "license: see the publication/source" in card
     assert "![fp32 vs int8 latency and size of MLCommonsResNet50](MLCommonsResNet50.png)" in card
     digits = render_card(REPO_ROOT, "DigitsConvNet")
-    assert "SYNTHETIC" not in digits and "| fp32_accuracy |" in digits and "| pass |" in digits
+    assert "SYNTHETIC" not in digits and "| pass |" in digits
+    measured = digits[digits.index("## Accuracy measured here"):digits.index("## Int8 vs fp32 agreement")]
+    metrics = json.loads((REPO_ROOT / "models/DigitsConvNet/metrics.json").read_text())
+    assert f"On {metrics['accuracy']['count']} images of the imagenet dataset `data/DigitsConvNet/heldout`" in measured
+    assert f"| fp32 | {metrics['fp32_top1']:.4f} | {metrics['fp32_top5']:.4f} |" in measured
+    assert f"| int8 | {metrics['int8_top1']:.4f} |" in measured
     assert "trained inside the pipeline" in digits
 
 
@@ -94,10 +104,10 @@ def test_docs_check_flags_a_card_whose_metrics_or_params_changed(digits_copy):
     params = digits_copy / "params.yaml"
     params.write_text(params.read_text().replace("quantization: {method: MinMax, per_channel: true, activation_type: "
                                                  "QUInt8, weight_type: QInt8, quant_format: QDQ}\n    evaluation: "
-                                                 "{data: heldout",
+                                                 "{data: imagenet, path: data/DigitsConvNet/heldout",
                                                  "quantization: {method: MinMax, per_channel: false, activation_type: "
                                                  "QUInt8, weight_type: QInt8, quant_format: QDQ}\n    evaluation: "
-                                                 "{data: heldout", 1))
+                                                 "{data: imagenet, path: data/DigitsConvNet/heldout", 1))
     assert stale_docs(digits_copy) == [digits_copy / card_relpath("DigitsConvNet")]
     assert run_cli(["docs", "--root", str(digits_copy)]).returncode == 0
     assert ", per channel" not in (digits_copy / card_relpath("DigitsConvNet")).read_text()

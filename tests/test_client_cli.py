@@ -60,7 +60,7 @@ def digit_one(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", ["list", "show", "verify", "predict"])
+@pytest.mark.parametrize("command", ["list", "show", "verify", "predict", "evaluate"])
 def test_every_client_command_has_help(command):
     proc = run_cli([command, "--help"])
     assert proc.returncode == 0 and f"usage: furiosa-artifacts {command}" in proc.stdout
@@ -114,7 +114,8 @@ def test_show_json_carries_recipe_hashes_metrics_and_tensors():
     metrics = json.loads((REPO_ROOT / "models/MLCommonsResNet50/metrics.json").read_text())
     assert facts["metrics"]["sizes"]["int8_bytes"] == metrics["int8_bytes"]
     assert facts["metrics"]["latency"]["int8_ms"] == metrics["int8_latency_ms"]
-    assert facts["metrics"]["quality"]["top1_agreement"] == metrics["top1_agreement"]
+    assert (facts["metrics"]["agreement"]["int8_vs_fp32_top1_agreement"]
+            == metrics["int8_vs_fp32_top1_agreement"])
     assert set(facts["metrics"]["gates"]) == set(metrics["gates"])
     assert facts["tensors"]["from"] == "models/MLCommonsResNet50/int8.onnx"
     (tensor,) = facts["tensors"]["inputs"]
@@ -137,7 +138,8 @@ def test_show_text_flags_synthetic_weights_loudly():
     assert "license    see the publication/source" in proc.stdout
     digits = run_cli(["show", "DigitsConvNet_INT8"])
     assert digits.returncode == 0 and digits.stdout.startswith("DigitsConvNet v1.0")
-    assert "SYNTHETIC" not in digits.stdout + digits.stderr and "top1_agreement" in digits.stdout
+    assert "SYNTHETIC" not in digits.stdout + digits.stderr and "int8_vs_fp32_top1_agreement" in digits.stdout
+    assert "accuracy   on 449 images of imagenet data/DigitsConvNet/heldout: fp32 top1" in digits.stdout
 
 
 def test_show_unknown_name_fails_with_the_known_names():

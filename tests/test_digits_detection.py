@@ -212,12 +212,13 @@ def _recall(results, data, *, score: float = 0.3, iou: float = 0.5) -> float:
 def test_trained_detector_passed_its_accuracy_gates():
     metrics = json.loads(_built("models/DigitsSSD/metrics.json").read_text())
     assert metrics["weights"] == {"source": "train", "deployable": True}
-    assert metrics["evaluation_images"] == 300 and metrics["evaluation_annotations"].endswith("instances_val.json")
+    accuracy = metrics["accuracy"]  # the evaluate stage scores through furiosa.artifacts.accuracy.evaluate_coco
+    assert accuracy["count"] == 300 and accuracy["dataset"]["annotations"].endswith("instances_val.json")
     assert metrics["fp32_map50"] >= 0.8 and metrics["int8_map50"] >= 0.99 * metrics["fp32_map50"]
     assert metrics["int8_map"] >= 0.99 * metrics["fp32_map"] and 0 < metrics["fp32_map"] < metrics["fp32_map50"]
     for gate in ("fp32_map50_min", "int8_map50_ratio_min", "int8_map_ratio_min"):
         assert metrics["gates"][gate]["status"] == "pass"
-    assert metrics["detection_f1"] >= 0.9  # int8 boxes match fp32 boxes
+    assert metrics["int8_vs_fp32_detection_f1"] >= 0.9  # int8 boxes match fp32 boxes
 
 
 def test_int8_model_object_reproduces_the_stage_map_on_the_val_split():

@@ -87,12 +87,12 @@ def test_int8_binary_runs_in_openvino_like_onnxruntime(name):
     spec = load_spec(name)
     if spec.task == "classification":
         (out,) = names
-        ov_vs_ort = agreement_classification(expected[out], got[out])["top1_agreement"]
-        int8_vs_fp32 = agreement_classification(reference[out], expected[out])["top1_agreement"]
+        ov_vs_ort = agreement_classification(expected[out], got[out])["int8_vs_fp32_top1_agreement"]
+        int8_vs_fp32 = agreement_classification(reference[out], expected[out])["int8_vs_fp32_top1_agreement"]
         assert ov_vs_ort >= int8_vs_fp32 - 0.25, (name, ov_vs_ort, int8_vs_fp32)
     else:
         def dets(outputs):
             return [(b, s, c) for b, s, c in detect_arrays(outputs["loc"], outputs["conf"], spec, max_detections=100)]
-        ov_vs_ort = agreement_detection(dets(expected), dets(got))["detection_f1"]
-        int8_vs_fp32 = agreement_detection(dets(reference), dets(expected))["detection_f1"]
+        ov_vs_ort = agreement_detection(dets(expected), dets(got))["int8_vs_fp32_detection_f1"]
+        int8_vs_fp32 = agreement_detection(dets(reference), dets(expected))["int8_vs_fp32_detection_f1"]
         assert ov_vs_ort >= int8_vs_fp32 - 0.1, (name, ov_vs_ort, int8_vs_fp32)

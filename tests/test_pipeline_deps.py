@@ -72,6 +72,12 @@ def committed(tmp_path_factory) -> Path:
                 else:  # a directory output (data/samples)
                     path.mkdir(parents=True, exist_ok=True)
                     (path / "placeholder.txt").write_text("placeholder\n")
+    for model in params["models"].values():  # dataset paths inside directory outputs (data/DigitsConvNet/heldout)
+        for section in ("calibration", "evaluation"):
+            path = repo / model[section]["path"]
+            if not path.exists():
+                path.mkdir(parents=True)
+                (path / "placeholder.txt").write_text("placeholder\n")
     dvc(repo, "commit", "--force")
     assert dirty(repo) == set(), "freshly committed pipeline is not up to date"
     return repo

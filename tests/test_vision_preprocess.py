@@ -13,7 +13,7 @@ from torchvision import transforms as T
 
 from furiosa.artifacts.errors import ImageError
 from furiosa.artifacts.vision.preprocess import ImageContext, preprocess
-from furiosa.artifacts.vision.specs import load_spec
+from furiosa.artifacts.vision.specs import list_specs, load_spec
 
 SIZES = [(333, 500), (500, 333), (225, 301), (256, 256), (97, 1000)]
 
@@ -166,6 +166,30 @@ def test_exif_orientation_is_applied(tmp_path):
     image.save(tmp_path / "rotated.jpg", exif=exif)
     _, (context,) = preprocess(tmp_path / "rotated.jpg", load_spec("MLCommonsSSDMobileNet"))
     assert context.original_size == (200, 100)
+
+
+@pytest.mark.parametrize("name", list_specs())
+def test_exif_handling_follows_the_reference_loader(tmp_path, name):
+    """spec preprocess.exif reproduces the reference loader: cv2.imread (MLPerf) rotates, PIL/timm does not."""
+    import cv2
+
+    pixels = _image(60, 90)
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif, quality=95)
+    spec = load_spec(name)
+    if spec.preprocess.exif == "transpose":
+        reference = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)  # MLPerf imagenet.py / coco.py
+    else:
+        with Image.open(path) as opened:  # timm ImageDataset
+            reference = np.asarray(opened.convert("RGB"))
+    _, (context,) = preprocess(path, spec)
+    assert context.original_size == reference.shape[:2]
+    # the decoded pixels are the reference loader's, so the network input is the one from its array
+    tolerance = 3 / (spec.preprocess.scale * min(spec.preprocess.std))  # 3 grey levels: JPEG decoders may differ
+    np.testing.assert_allclose(preprocess(path, spec)[0], preprocess(reference, spec)[0], atol=tolerance)
 
 
 @pytest.mark.parametrize("bad,match", [

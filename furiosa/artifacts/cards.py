@@ -39,10 +39,9 @@ __all__ = ["CARDS_DIR", "SPECS_RELPATH", "card_relpath", "code_entry", "generate
 CARDS_DIR = "docs/models"
 SPECS_RELPATH = "furiosa/artifacts/vision/specs.yaml"
 LICENSE_NOTE = "see the publication/source (this catalog records no license for the weights)"
-# metrics.json keys that say how close int8 is to fp32 (or to the labels), in display order
-QUALITY_KEYS = ("top1_agreement", "top5_overlap", "fp32_accuracy", "int8_accuracy", "accuracy_drop",
-                "detection_f1", "detection_precision", "detection_recall", "mean_iou", "map_drop",
-                "fp32_map", "fp32_map50", "int8_map", "int8_map50", "int8_map_ratio", "int8_map50_ratio")
+# metrics.json keys that say how close int8 is to fp32 on the same inputs (agreement, not accuracy), in display order
+AGREEMENT_KEYS = ("int8_vs_fp32_top1_agreement", "int8_vs_fp32_top5_overlap", "int8_vs_fp32_detection_f1",
+                  "int8_vs_fp32_detection_precision", "int8_vs_fp32_detection_recall", "int8_vs_fp32_mean_iou")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # as the lint requires: safe inside models/<name>/
 PLOT_DPI = 100
 PLOT_SIZE = (7.0, 2.8)  # inches
@@ -181,7 +180,7 @@ def _preprocess(spec: Any) -> Dict[str, Any]:
     resize = {"mode": p.resize.mode, "size": list(p.resize.size), "interpolation": p.resize.interpolation,
               "backend": p.resize.backend}
     return {"color": p.color, "resize": resize, "crop": list(p.crop) if p.crop else None, "scale": p.scale,
-            "mean": list(p.mean), "std": list(p.std), "layout": spec.input.layout}
+            "mean": list(p.mean), "std": list(p.std), "layout": spec.input.layout, "exif": p.exif}
 
 
 def _postprocess(spec: Any) -> Dict[str, Any]:
@@ -215,6 +214,11 @@ def _text(value: Any) -> Optional[str]:
     return None if value is None else str(value)[:200]
 
 
+def _accuracy(value: Any) -> Optional[Dict[str, Any]]:
+    """The metrics' ``accuracy`` section (dataset, count, per-precision figures), or None when absent/malformed."""
+    return value if isinstance(value, dict) and isinstance(value.get("dataset"), dict) else None
+
+
 def _metrics_summary(m: Dict[str, Any], relpath: str) -> Dict[str, Any]:
     """The parts of metrics.json that ``show`` and the cards print, each of the type they print (numbers
     or None, text or None), whatever the file holds (``{}``, wrong types, NaN)."""
@@ -232,10 +236,13 @@ def _metrics_summary(m: Dict[str, Any], relpath: str) -> Dict[str, Any]:
                     "batch": _number(int8_lat.get("batch", fp32_lat.get("batch"))),
                     "threads": _number(int8_lat.get("threads", fp32_lat.get("threads"))),
                     "cpu_count": _number(int8_lat.get("cpu_count", fp32_lat.get("cpu_count")))},
-        "quality": {k: m[k] if _number(m[k]) is not None else _text(m[k]) for k in QUALITY_KEYS if k in m},
+        "agreement": {k: m[k] if _number(m[k]) is not None else _text(m[k]) for k in AGREEMENT_KEYS if k in m},
+        # dataset, count, fp32 and int8 figures; None on the sample photos
+        "accuracy": _accuracy(m.get("accuracy")),
         "evaluation": {"data": _text(m.get("evaluation_data")), "inputs": _number(m.get("evaluation_inputs"))},
         "gates": {str(k): {f: gate.get(f) if _number(gate.get(f)) is not None else _text(gate.get(f))
-                           for f in ("threshold", "value", "status")}
+                           for f in ("threshold", "value", "status", "reason")
+                           if f != "reason" or gate.get("reason")}
                   for k, gate in _mapping(m.get("gates")).items() if isinstance(gate, dict)},
     }
 
@@ -308,7 +315,8 @@ def model_facts(root: Path, name: str, *, onnx_tensors: bool = True) -> Dict[str
         "weights": {"mode": mode, "source": source, "built_from": built_from, "seed": provenance.get("seed")},
         "params": None if params is None else {
             "network": params.network, "export": params.export, "calibration": params.calibration,
-            "quantization": params.quantization, "evaluation": params.evaluation, "gates": params.gates},
+            "quantization": params.quantization, "evaluation": params.evaluation, "gates": params.gates,
+            "published": params.published},
         "binaries": binaries,
         "lock": outputs is not None,
         "metrics": None if metrics is None else _metrics_summary(metrics, metrics_relpath(name)),
@@ -413,24 +421,62 @@ def _gate_rows(metrics: Dict[str, Any]) -> List[str]:
     rows = []
     for key, gate in sorted(metrics["gates"].items()):
         sign = ">=" if key.endswith("_min") else "<="
+        reason = f" ({gate['reason']})" if gate.get("reason") else ""
         rows.append(f"| `{key}` | {sign} {_num(gate.get('threshold'))} | {_num(gate.get('value'))} | "
-                    f"{gate.get('status')} |")
+                    f"{gate.get('status')}{reason} |")
     return rows
+
+
+def _published_lines(facts: Dict[str, Any]) -> List[str]:
+    published = (facts["params"] or {}).get("published")
+    lines = ["## Published accuracy", ""]
+    if published is None:
+        return lines + ["No published figure (see the publication below, or: trained in this pipeline).", ""]
+    value = published["value"]
+    shown = f"top-1 {value * 100:.3f}%" if published["metric"] == "top1" else f"mAP {value:.3f}"
+    return lines + [f"fp32 {shown}: {published['source']} (params.yaml `models.{facts['name']}.published`).", ""]
+
+
+def _accuracy_lines(facts: Dict[str, Any], m: Dict[str, Any]) -> List[str]:
+    accuracy = m.get("accuracy")
+    lines = ["## Accuracy measured here", ""]
+    if not accuracy:
+        return lines + [f"None: the evaluation set in params.yaml is `{m['evaluation'].get('data')}` (the offline "
+                        "sample photos, which have no labels). Configure an ImageNet- or COCO-style dataset there "
+                        "(the MLPerf rule then binds: int8 >= 0.99 x fp32, fp32 near the published figure), or run "
+                        f"`furiosa-artifacts evaluate {facts['name']} --imagenet DIR | --coco DIR --annotations FILE`.",
+                        ""]
+    dataset = accuracy["dataset"]
+    keys = [k for k in ("top1", "top5", "map", "map50") if k in accuracy.get("fp32", {})]
+    names = {"top1": "top-1", "top5": "top-5", "map": "mAP@[.5:.95]", "map50": "mAP@.5"}
+    lines += [f"On {_num(accuracy['count'])} images of the {dataset['kind']} dataset `{dataset['images']}` "
+              "(our preprocessing, ONNX Runtime, our postprocessing; COCO mAP by pycocotools).", "",
+              "| | " + " | ".join(names[k] for k in keys) + " |", "| --- |" + " --- |" * len(keys)]
+    for precision in ("fp32", "int8"):
+        if precision in accuracy:
+            lines.append(f"| {precision} | " + " | ".join(_num(accuracy[precision][k], 4) for k in keys) + " |")
+    primary = accuracy.get("metric")
+    if primary and "fp32" in accuracy and "int8" in accuracy and accuracy["fp32"][primary]:
+        lines += ["", f"int8 / fp32 {names[primary]}: {_num(accuracy['int8'][primary] / accuracy['fp32'][primary], 4)} "
+                      "(MLPerf's rule: >= 0.99)."]
+    return lines + [""]
 
 
 def _build_section(facts: Dict[str, Any]) -> List[str]:
     name, m = facts["name"], facts["metrics"]
     if m is None:
-        return ["## Build results", "",
-                "Not built in this workspace: run `furiosa-artifacts build` (or `dvc pull`), then "
-                "`furiosa-artifacts docs` to add sizes, latency and int8 agreement here.", ""]
+        return _published_lines(facts) + [
+            "## Build results", "",
+            "Not built in this workspace: run `furiosa-artifacts build` (or `dvc pull`), then "
+            "`furiosa-artifacts docs` to add accuracy, sizes, latency and int8 agreement here.", ""]
     sizes, lat = m["sizes"], m["latency"]
-    lines = ["## Int8 vs fp32", ""]
+    lines = _published_lines(facts) + _accuracy_lines(facts, m)
+    lines += ["## Int8 vs fp32 agreement", ""]
     ev = m["evaluation"]
-    lines.append(f"Measured by the `evaluate` stage on {_num(ev.get('inputs'))} `{ev.get('data')}` inputs "
-                 f"(`{m['path']}`).")
+    lines.append(f"How often int8 gives fp32's answer on the same {_num(ev.get('inputs'))} `{ev.get('data')}` "
+                 f"inputs (not accuracy: no labels involved; `{m['path']}`).")
     lines += ["", "| metric | value |", "| --- | --- |"]
-    lines += [f"| {key} | {_num(value)} |" for key, value in m["quality"].items()]
+    lines += [f"| {key} | {_num(value)} |" for key, value in m["agreement"].items()]
     if m["gates"]:
         lines += ["", "| gate (params.yaml) | threshold | value | status |", "| --- | --- | --- | --- |"]
         lines += _gate_rows(m)
@@ -481,8 +527,11 @@ def _card(facts: Dict[str, Any]) -> str:
     lines += [f"| output | `{t['name']}` | {t['datatype']} | {_shape(t['shape'])} |" for t in tensors["outputs"]]
     resize = pre["resize"]
     size = "x".join(str(s) for s in resize["size"])
+    exif = ("EXIF orientation applied, as `cv2.imread` in the reference loader" if pre["exif"] == "transpose"
+            else "EXIF orientation ignored, as the reference loader (PIL, timm) does")
     lines += ["", "## Preprocessing", "",
-              f"- decode to {pre['color']}; resize ({resize['mode']}) to {size} with {resize['interpolation']} "
+              f"- decode ({exif}) to {pre['color']}; resize ({resize['mode']}) to {size} with "
+              f"{resize['interpolation']} "
               f"interpolation ({resize['backend']})",
               f"- center crop {'x'.join(str(c) for c in pre['crop'])}" if pre["crop"] else "- no crop",
               f"- x = (pixel / {_num(pre['scale'], 1)} - mean) / std, mean {pre['mean']}, std {pre['std']}; "

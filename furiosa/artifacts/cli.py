@@ -109,10 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     from furiosa.artifacts.cli_cache import register as register_cache
     from furiosa.artifacts.cli_client import register as register_client
     from furiosa.artifacts.cli_convert import register as register_convert
+    from furiosa.artifacts.cli_evaluate import register as register_evaluate
     from furiosa.artifacts.cli_registries import register as register_registries
     from furiosa.artifacts.cli_storage import register as register_storage
 
     register_client(sub)
+    register_evaluate(sub)
     register_storage(sub)
     register_registries(sub)
     register_convert(sub)

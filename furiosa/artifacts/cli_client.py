@@ -197,11 +197,22 @@ def format_facts(f: Dict[str, Any]) -> str:
                 f"{_fmt(lat['int8_latency_ratio'], '.3f')}; median, batch {_fmt(lat['batch'])}, "
                 f"{_fmt(lat['threads'])} threads, {_fmt(lat['cpu_count'])} CPUs)",
                 f"  evaluated  on {m['evaluation']['inputs']} {m['evaluation']['data']} inputs"]
-        out += [f"  {key:22} {value:.4f}" if isinstance(value, float) else f"  {key:22} {value}"
-                for key, value in m["quality"].items()]
+        published = (f["params"] or {}).get("published")
+        if published:
+            out.append(f"  published  fp32 {published['metric']} {published['value']} ({published['source']})")
+        accuracy = m.get("accuracy")
+        if accuracy:
+            out.append(f"  accuracy   on {accuracy['count']} images of {accuracy['dataset']['kind']} "
+                       f"{accuracy['dataset']['images']}: " + "; ".join(
+                           f"{p} " + ", ".join(f"{k} {v:.4f}" for k, v in accuracy[p].items())
+                           for p in ("fp32", "int8") if p in accuracy))
+        else:
+            out.append("  accuracy   not measured (no labelled dataset configured: sample photos)")
+        out += [f"  {key:34} {value:.4f}" if isinstance(value, float) else f"  {key:34} {value}"
+                for key, value in m["agreement"].items()]
         for key, gate in sorted(m["gates"].items()):
             sign = ">=" if key.endswith("_min") else "<="
-            out.append(f"  gate {key:26} {sign} {gate.get('threshold')}: {gate.get('value')} -> {gate.get('status')}")
+            out.append(f"  gate {key:36} {sign} {gate.get('threshold')}: {gate.get('value')} -> {gate.get('status')}")
     t = f["tensors"]
     out += ["", f"tensors (from {t['from']})"]
     out += [f"  input   {x['name']} {x['datatype']} {_shape(x['shape'])}" for x in t["inputs"]]

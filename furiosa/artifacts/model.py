@@ -172,11 +172,10 @@ class Model:
                                    f"{', '.join(map(repr, outputs))}): rebuild the binary or fix specs.yaml")
         return outputs[name]
 
-    def run(self, images: Any, *, batch_size: int = 8) -> List[Any]:
-        """Preprocess, infer in batches of ``batch_size`` and postprocess; one result per image."""
+    def infer(self, tensor: Any, *, batch_size: int = 8) -> Dict[str, Any]:
+        """Run a preprocessed batch (N, ...) through ONNX Runtime in chunks of ``batch_size``; outputs by name."""
         import numpy as np
 
-        tensor, contexts = self.preprocess(images)
         input_name = self.session.get_inputs()[0].name
         output_names = [o.name for o in self.session.get_outputs()]
         chunks: Dict[str, List[Any]] = {n: [] for n in output_names}
@@ -184,6 +183,10 @@ class Model:
             values = self.session.run(None, {input_name: tensor[start:start + batch_size]})
             for key, value in zip(output_names, values):
                 chunks[key].append(value)
-        outputs = {key: np.concatenate(parts, axis=0) for key, parts in chunks.items()}
-        return self.postprocess(outputs, contexts)
+        return {key: np.concatenate(parts, axis=0) for key, parts in chunks.items()}
+
+    def run(self, images: Any, *, batch_size: int = 8) -> List[Any]:
+        """Preprocess, infer in batches of ``batch_size`` and postprocess; one result per image."""
+        tensor, contexts = self.preprocess(images)
+        return self.postprocess(self.infer(tensor, batch_size=batch_size), contexts)
 

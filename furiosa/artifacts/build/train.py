@@ -4,39 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Tuple
 
-import numpy as np
 
+from furiosa.artifacts.build.digits_split import digits_split
 from furiosa.artifacts.errors import SpecError
 
 log = logging.getLogger(__name__)
 
 TRAIN_KEYS = {"dataset", "test_fraction", "epochs", "batch_size", "lr", "weight_decay"}
-
-
-@dataclass(frozen=True)
-class DigitsSplit:
-    """The deterministic train/held-out split; images are (N, 1, 8, 8) float32 in [0, 1]."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-
-def digits_split(*, seed: int, test_fraction: float) -> DigitsSplit:
-    """Load sklearn's digits (values 0..16, ink high) and split it reproducibly by ``seed``."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x = (data.images.astype(np.float32) / 16.0)[:, None, :, :]
-    y = data.target.astype(np.int64)
-    order = np.random.default_rng(seed).permutation(len(x))
-    n_test = int(round(len(x) * test_fraction))
-    test, train = order[:n_test], order[n_test:]
-    return DigitsSplit(x[train], y[train], x[test], y[test])
 
 
 def validate_train_params(params: Mapping[str, Any], *, where: str) -> Dict[str, Any]:

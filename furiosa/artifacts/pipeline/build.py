@@ -101,9 +101,11 @@ def summary(root: Path, names: Sequence[str]) -> List[Dict[str, Any]]:
         if not path.is_file():
             continue
         m = json.loads(path.read_text("utf-8"))
-        quality = (f"acc {m['fp32_accuracy']:.3f}->{m['int8_accuracy']:.3f}" if "int8_accuracy" in m
-                   else f"top1 agree {m['top1_agreement']:.2f}" if "top1_agreement" in m
-                   else f"det F1 {m.get('detection_f1', 0):.2f}")
+        quality = (f"top1 {m['fp32_top1']:.3f}->{m['int8_top1']:.3f}" if "int8_top1" in m
+                   else f"mAP {m['fp32_map']:.3f}->{m['int8_map']:.3f}" if "int8_map" in m
+                   else f"int8/fp32 top1 agree {m['int8_vs_fp32_top1_agreement']:.2f}"
+                   if "int8_vs_fp32_top1_agreement" in m
+                   else f"int8/fp32 det F1 {m.get('int8_vs_fp32_detection_f1', 0):.2f}")
         statuses = {g["status"] for g in (m.get("gates") or {}).values()}
         rows.append({"model": name, "weights": m["weights"]["source"], "fp32_mb": m["fp32_bytes"] / 1e6,
                      "int8_mb": m["int8_bytes"] / 1e6, "size_ratio": m["size_ratio"],

@@ -15,16 +15,27 @@ PARAMS_FILE = "params.yaml"
 #: lists it as a parameter file of the weights stage, so ``dvc status`` sees a change of mode.
 LOCAL_PARAMS_FILE = "params.local.yaml"
 WEIGHT_MODES = ("official", "synthetic")
-MODEL_KEYS = {"network", "data", "source", "export", "calibration", "quantization", "evaluation", "gates"}
+MODEL_KEYS = {"network", "data", "source", "export", "calibration", "quantization", "evaluation", "gates",
+              "published"}
 MODEL_REQUIRED = MODEL_KEYS - {"data"}
 DEFAULT_DATA = "data/samples"
 BASE_KEYS = {"seed", "weights", "latency"}
 LATENCY_KEYS = {"warmup", "repeats", "threads", "batch", "rounds"}
 SAMPLES_KEYS = {"count", "size", "seed"}
 EXPORT_KEYS = {"opset", "rtol", "atol"}
-CALIBRATION_KEYS = {"data", "count", "offset"}
-EVALUATION_KEYS = {"data", "count", "offset"}
-DATA_KINDS = ("samples", "train", "heldout")
+# A dataset section (calibration or evaluation) names its kind and its path (a DVC dependency of the
+# calibrate/evaluate stage, so a changed dataset reruns them):
+#   samples:  the offline sample photos (path data/samples, the samples stage's output); agreement only
+#   imagenet: an image folder (path) + MLPerf val_map.txt (val_map, relative to path; evaluation)
+#   coco:     a COCO root (path) with an image folder (images) and instances json (annotations), relative to path
+# list: a file of image names to use (MLPerf's calibration lists, shipped in furiosa/artifacts/data/).
+DATA_KEYS = {"samples": {"data", "path", "count", "offset"},
+             "imagenet": {"data", "path", "val_map", "list", "count", "offset"},
+             "coco": {"data", "path", "images", "annotations", "list", "count", "offset", "skip_empty_images"}}
+DATA_KINDS = tuple(DATA_KEYS)
+REAL_DATA_KINDS = ("imagenet", "coco")
+PUBLISHED_KEYS = {"metric", "value", "source"}
+PUBLISHED_METRICS = ("top1", "map")
 
 
 @dataclass(frozen=True)
@@ -39,8 +50,14 @@ class ModelParams:
     quantization: Dict[str, Any]
     evaluation: Dict[str, Any]
     gates: Dict[str, Any]
-    # the image data its calibrate/evaluate stages read (and a trained model's weights stage trains on):
-    # the sample photos, or a dataset stage's output such as data/digits_detection
+    published: Dict[str, Any] | None = None  # {metric: top1|map, value, source}, or None (no published figure)
+
+    @property
+    def real_evaluation(self) -> bool:
+        """Whether the evaluation set is a real labelled dataset (the accuracy gates bind)."""
+        return self.evaluation["data"] in REAL_DATA_KINDS
+    # the image data a trained model's weights stage trains on (e.g. data/digits_detection); the calibration
+    # and evaluation datasets are the `path`s of those sections
     data: str = DEFAULT_DATA
 
 
@@ -82,14 +99,37 @@ def _positive_int(where: str, value: Any, *, minimum: int = 1) -> int:
     return value
 
 
-def _data(where: str, value: Any) -> Dict[str, Any]:
-    data = _keys(where, value, CALIBRATION_KEYS, required={"data", "count"})
-    if data["data"] not in DATA_KINDS:
-        raise SpecError(f"{where}.data: {data['data']!r} is not one of {', '.join(DATA_KINDS)}")
-    _positive_int(f"{where}.count", data["count"])
+def _data(where: str, value: Any, *, section: str) -> Dict[str, Any]:
+    if not isinstance(value, Mapping) or value.get("data") not in DATA_KINDS:
+        kind = value.get("data") if isinstance(value, Mapping) else None
+        raise SpecError(f"{where}.data: {kind!r} is not one of {', '.join(DATA_KINDS)}")
+    kind = value["data"]
+    required = {"data", "path", "count"} | ({"images", "annotations"} if kind == "coco" and section == "evaluation"
+                                            else {"images"} if kind == "coco" else set())
+    data = _keys(where, value, DATA_KEYS[kind], required=required)
+    if not isinstance(data["path"], str) or not data["path"]:
+        raise SpecError(f"{where}.path: expected a directory path, got {data['path']!r}")
+    if data["count"] is not None or kind == "samples":  # null: every image of a real dataset
+        _positive_int(f"{where}.count", data["count"])
     data.setdefault("offset", 0)
     _positive_int(f"{where}.offset", data["offset"], minimum=0)
+    if kind == "imagenet":
+        data.setdefault("val_map", "val_map.txt")
     return data
+
+
+def _published(where: str, value: Any) -> Dict[str, Any] | None:
+    if value is None:
+        return None
+    published = _keys(where, value, PUBLISHED_KEYS)
+    if published["metric"] not in PUBLISHED_METRICS:
+        raise SpecError(f"{where}.metric: {published['metric']!r} is not one of {', '.join(PUBLISHED_METRICS)}")
+    v = published["value"]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v <= 1.0:
+        raise SpecError(f"{where}.value: expected a fraction in (0, 1] (76.014% is 0.76014), got {v!r}")
+    if not isinstance(published["source"], str) or not published["source"]:
+        raise SpecError(f"{where}.source: say where the figure is published")
+    return published
 
 
 def _data_path(where: str, value: Any) -> str:
@@ -141,8 +181,10 @@ def load_params(path: Path) -> Params:
                 raise SpecError(f"{where}.{key}: expected a mapping, got {type(m[key]).__name__}")
         models[name] = ModelParams(
             name=name, network=str(m["network"]), source=dict(m["source"]), export=export,
-            calibration=_data(f"{where}.calibration", m["calibration"]), quantization=dict(m["quantization"]),
-            evaluation=_data(f"{where}.evaluation", m["evaluation"]), gates=dict(m["gates"] or {}),
+            calibration=_data(f"{where}.calibration", m["calibration"], section="calibration"),
+            quantization=dict(m["quantization"]),
+            evaluation=_data(f"{where}.evaluation", m["evaluation"], section="evaluation"),
+            gates=dict(m["gates"] or {}), published=_published(f"{where}.published", m.get("published")),
             data=_data_path(f"{where}.data", m.get("data", DEFAULT_DATA)),
         )
     detection = top.get("digits_detection")

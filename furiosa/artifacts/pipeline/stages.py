@@ -65,76 +65,56 @@ def export_stage(params: Params, name: str, *, weights: Path, out: Path, report:
     return data
 
 
-def _select(files: Sequence[Path], section: Dict[str, Any], where: str) -> List[Path]:
-    offset, count = int(section.get("offset", 0)), int(section["count"])
-    chosen = list(files)[offset:offset + count]
-    if len(chosen) < count:
-        raise BuildError(f"{where}: asked for {count} images from offset {offset}, only {len(chosen)} available; "
-                         "raise samples.count in params.yaml or lower the count")
+def _select(files: Sequence[Any], section: Dict[str, Any], where: str) -> List[Any]:
+    offset, count = int(section.get("offset", 0)), section["count"]
+    chosen = list(files)[offset:None if count is None else offset + int(count)]
+    if not chosen or (count is not None and len(chosen) < int(count)):
+        raise BuildError(f"{where}: asked for {count or 'all'} images from offset {offset}, only {len(chosen)} "
+                         f"available in {section['path']}; raise samples.count in params.yaml or lower the count")
     return chosen
 
 
 def _digits(params: Params, name: str) -> Any:
-    from furiosa.artifacts.build.train import digits_split
+    from furiosa.artifacts.build.digits_split import digits_split
 
     train = params.model(name).source.get("train") or {}
     return digits_split(seed=params.seed, test_fraction=float(train["test_fraction"]))
 
 
-def _coco_split(params: Params, name: str, kind: str) -> str | None:
-    """For a model trained on a generated COCO-format dataset: its split for ``train``/``heldout``."""
-    recipe = params.model(name).source.get("train") or {}
-    if kind in ("train", "heldout") and isinstance(recipe, dict) and recipe.get("dataset") == "digits-detection":
-        return "train" if kind == "train" else "val"
-    return None
+def dataset_files(section: Dict[str, Any], *, where: str) -> List[Path]:
+    """The image files a calibration/evaluation section selects (list, else val_map order / sorted files)."""
+    from furiosa.artifacts.accuracy.datasets import read_image_list, read_val_map
+    from furiosa.artifacts.build.calibrate import IMAGE_EXTENSIONS
+
+    root = Path(section["path"])
+    directory = root / section["images"] if section["data"] == "coco" else root
+    if not directory.is_dir():
+        raise BuildError(f"{where}.path: {directory} is not a directory (a {section['data']} dataset)")
+    if section.get("list"):
+        names = read_image_list(Path(section["list"]))
+    elif section["data"] == "imagenet" and (root / section["val_map"]).is_file():
+        names = [name for name, _ in read_val_map(root / section["val_map"])]
+    else:
+        names = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = [directory / n for n in _select(names, section, where)]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise BuildError(f"{where}: {len(missing)} selected images are missing from {directory}, e.g. {missing[:3]}")
+    return files
 
 
-def model_inputs(params: Params, name: str, section: Dict[str, Any], *, samples: Path,
-                 where: str) -> Tuple[np.ndarray, np.ndarray | None, List[Any], List[Path]]:
-    """Preprocessed inputs for a calibration/evaluation section: (tensor, labels, contexts, files).
-
-    ``samples`` is the model's data directory: the sample photos, or its generated COCO-format dataset
-    (then ``train``/``heldout`` read that dataset's train/val images).
-    """
-    kind = section["data"]
-    split = _coco_split(params, name, kind)
-    if split is not None:
-        from furiosa.artifacts.pipeline.digits_detection import split_files
-        from furiosa.artifacts.vision.preprocess import preprocess
-
-        files = _select(split_files(samples, split), section, where)
-        tensor, contexts = preprocess(files, _spec(name))
-        return tensor, None, contexts, files
-    if kind in ("train", "heldout"):
-        split = _digits(params, name)
-        x, y = (split.x_train, split.y_train) if kind == "train" else (split.x_test, split.y_test)
-        offset, count = int(section.get("offset", 0)), int(section["count"])
-        return x[offset:offset + count], y[offset:offset + count], [], []
-    from furiosa.artifacts.pipeline.samples import sample_files
-    from furiosa.artifacts.vision.preprocess import preprocess
-
-    files = _select(sample_files(samples), section, where)
-    tensor, contexts = preprocess(files, _spec(name))
-    return tensor, None, contexts, files
-
-
-def calibrate_stage(params: Params, name: str, *, samples: Path, out: Path) -> Dict[str, Any]:
-    """Write the calibration set (``calibration.npz``) for ``name``."""
-    from furiosa.artifacts.build.calibrate import calibration_from_array, calibration_from_images
-    from furiosa.artifacts.pipeline.samples import sample_files
+def calibrate_stage(params: Params, name: str, *, out: Path) -> Dict[str, Any]:
+    """Write the calibration set (``calibration.npz``) for ``name`` from its params' calibration dataset."""
+    from furiosa.artifacts.build.calibrate import calibration_from_images
     from furiosa.artifacts.vision.preprocess import preprocess
 
     section = params.model(name).calibration
-    where = f"params.yaml: models.{name}.calibration"
-    if section["data"] == "samples":
-        spec = _spec(name)
-        files = _select(sample_files(samples), section, where)
-        info = calibration_from_images(samples, preprocess=lambda rgb: preprocess(rgb, spec)[0][0], out=out,
-                                       names=[f.name for f in files])
-    else:
-        tensor, _, _, _ = model_inputs(params, name, section, samples=samples, where=where)
-        info = calibration_from_array(tensor, out=out)
-    return info.to_dict()
+    spec = _spec(name)
+    files = dataset_files(section, where=f"params.yaml: models.{name}.calibration")
+    directory = files[0].parent
+    info = calibration_from_images(directory, preprocess=lambda rgb: preprocess(rgb, spec)[0][0], out=out,
+                                   names=[f.name for f in files])
+    return {**info.to_dict(), "dataset": section["data"], "dataset_path": section["path"]}
 
 
 def quantize_stage(params: Params, name: str, *, fp32: Path, calibration: Path, out: Path,
@@ -184,67 +164,79 @@ def _detections(per_image: List[List[Any]], *, cap: Optional[int] = None) -> Lis
             for dets in per_image]
 
 
-def coco_accuracy(annotations: Path, files: Sequence[Path], fp32: List[List[Any]],
-                  int8: List[List[Any]]) -> Dict[str, Any]:
-    """fp32 and int8 COCO mAP (pycocotools) of detections on ``files``, scored against ``annotations``.
+def _models(name: str, fp32: Path, int8: Path) -> Dict[str, Any]:
+    from furiosa.artifacts.model import Model
 
-    Images are matched to the annotation file by ``file_name``. Returns ``fp32_map``, ``fp32_map50``,
-    ``int8_map``, ``int8_map50`` and the int8/fp32 ratios. Raises BuildError for a file the annotations lack.
-    """
-    import json as _json
-
-    from furiosa.artifacts.build.coco_map import coco_map, detection_results
-
-    coco = _json.loads(Path(annotations).read_text("utf-8"))
-    ids = {str(image["file_name"]): int(image["id"]) for image in coco["images"]}
-    missing = [f.name for f in files if f.name not in ids]
-    if missing:
-        raise BuildError(f"{annotations}: no image entry for {', '.join(missing[:3])}; regenerate the dataset")
-    image_ids = [ids[f.name] for f in files]
-    result: Dict[str, Any] = {"evaluation_annotations": str(annotations), "evaluation_images": len(image_ids)}
-    for precision, dets in (("fp32", fp32), ("int8", int8)):
-        scores = coco_map(annotations, detection_results(image_ids, dets), image_ids=image_ids)
-        result.update({f"{precision}_{k}": v for k, v in scores.items()})
-    for key in ("map", "map50"):
-        reference = result[f"fp32_{key}"]
-        result[f"int8_{key}_ratio"] = result[f"int8_{key}"] / reference if reference > 0 else 0.0
-    return result
+    return {p: Model(name=name, family="", version=None, description=None, source=Path(path).read_bytes(),
+                     precision=p, path=Path(path)) for p, path in (("fp32", fp32), ("int8", int8))}
 
 
-def evaluate_stage(params: Params, name: str, *, fp32: Path, int8: Path, samples: Path, weights_record: Path,
+def accuracy_metrics(report: Any, published: Dict[str, Any] | None) -> Dict[str, Any]:
+    """Flat accuracy metrics (``fp32_top1`` ...), int8/fp32 ratios per figure (``int8_map50_ratio`` ...),
+    the ratio and drop on the primary metric (top1 or map: ``int8_accuracy_ratio``, ``accuracy_drop``), and
+    the gap to the published fp32 figure, from an :class:`AccuracyReport`."""
+    primary = "top1" if report.kind == "imagenet" else "map"
+    flat: Dict[str, Any] = {f"{p}_{k}": v for p, values in report.metrics.items() for k, v in values.items()}
+    flat.update({f"int8_{k}_ratio": report.metrics["int8"][k] / v if v > 0 else 0.0
+                 for k, v in report.metrics["fp32"].items()})
+    fp32, int8 = report.metrics["fp32"][primary], report.metrics["int8"][primary]
+    flat.update(int8_accuracy_ratio=int8 / fp32 if fp32 > 0 else 0.0, accuracy_drop=fp32 - int8)
+    if published is not None and published["metric"] == primary:
+        flat["fp32_published_gap"] = abs(fp32 - float(published["value"]))
+    flat["accuracy"] = {**report.to_dict(), "metric": primary, "published": published}
+    return flat
+
+
+def evaluate_stage(params: Params, name: str, *, fp32: Path, int8: Path, weights_record: Path,
                    export_report: Path, quantize_report: Path, out: Path) -> Dict[str, Any]:
-    """Measure int8 against fp32 (agreement, accuracy, latency, size), apply the gates, write metrics."""
+    """Measure int8 against fp32 (accuracy on a labelled dataset, agreement, latency, size), apply the gates,
+    write metrics."""
+    from furiosa.artifacts.accuracy import evaluate_coco, evaluate_imagenet
     from furiosa.artifacts.build.evaluate import (apply_gates, agreement_classification, agreement_detection,
                                                   count_onnx_params, file_size, latency_ratio, write_metrics)
+    from furiosa.artifacts.vision.preprocess import preprocess
 
     model: ModelParams = params.model(name)
     spec = _spec(name)
     provenance = read_provenance(weights_record)
     threads = int(params.latency["threads"])
-    tensor, labels, contexts, files = model_inputs(params, name, model.evaluation, samples=samples,
-                                                   where=f"params.yaml: models.{name}.evaluation")
-    log.info("%s: evaluating fp32 and int8 on %d inputs", name, len(tensor))
-    ref, new = _run(fp32, tensor, threads=threads), _run(int8, tensor, threads=threads)
-    metrics: Dict[str, Any] = {"model": name, "task": spec.task, "evaluation_inputs": int(len(tensor)),
-                               "evaluation_data": model.evaluation["data"]}
-    if spec.task == "classification":
-        key = spec.output_names[0]
-        metrics.update(agreement_classification(ref[key], new[key]))
-        if labels is not None:
-            fp32_acc = float(np.mean(ref[key].argmax(1) == labels))
-            int8_acc = float(np.mean(new[key].argmax(1) == labels))
-            metrics.update(fp32_accuracy=fp32_acc, int8_accuracy=int8_acc, accuracy_drop=fp32_acc - int8_acc)
+    section, where = model.evaluation, f"params.yaml: models.{name}.evaluation"
+    metrics: Dict[str, Any] = {"model": name, "task": spec.task, "evaluation_data": section["data"],
+                               "evaluation_path": section["path"]}
+    first = dataset_files({**section, "count": 1, "list": None}, where=where)
+    if section["data"] == "samples":
+        files = dataset_files(section, where=where)
+        tensor, contexts = preprocess(files, spec)
+        log.info("%s: int8 vs fp32 agreement on %d sample photos (no labelled dataset configured)", name, len(files))
+        ref, new = _run(fp32, tensor, threads=threads), _run(int8, tensor, threads=threads)
+        metrics["evaluation_inputs"] = int(len(tensor))
+        if spec.task == "classification":
+            key = spec.output_names[0]
+            metrics.update(agreement_classification(ref[key], new[key]))
+        else:
+            from furiosa.artifacts.vision.postprocess import postprocess
+
+            ref_dets, new_dets = postprocess(ref, contexts, spec), postprocess(new, contexts, spec)
+            cap = None if spec.postprocess.max_detections else AGREEMENT_MAX_DETECTIONS  # best first
+            metrics.update(agreement_detection(_detections(ref_dets, cap=cap), _detections(new_dets, cap=cap)))
     else:
-        from furiosa.artifacts.vision.postprocess import postprocess
-
-        ref_dets, new_dets = postprocess(ref, contexts, spec), postprocess(new, contexts, spec)
-        cap = None if spec.postprocess.max_detections else AGREEMENT_MAX_DETECTIONS  # detections come best first
-        metrics.update(agreement_detection(_detections(ref_dets, cap=cap), _detections(new_dets, cap=cap)))
-        split = _coco_split(params, name, model.evaluation["data"])
-        if split is not None:
-            from furiosa.artifacts.pipeline.digits_detection import annotation_path
-
-            metrics.update(coco_accuracy(annotation_path(samples, split), files, ref_dets, new_dets))
+        models = _models(name, fp32, int8)
+        root = Path(section["path"])
+        count, offset = section["count"], int(section["offset"])
+        if section["data"] == "imagenet":
+            report = evaluate_imagenet(models, root, val_map=root / section["val_map"], limit=count, offset=offset,
+                                       progress=False)
+            metrics.update(agreement_classification(report.outputs["fp32"], report.outputs["int8"]))
+        else:
+            report = evaluate_coco(models, root / section["images"], root / section["annotations"], limit=count,
+                                   offset=offset, skip_empty=bool(section.get("skip_empty_images", False)),
+                                   progress=False)
+            cap = None if spec.postprocess.max_detections else AGREEMENT_MAX_DETECTIONS  # rows come best first
+            metrics.update(agreement_detection([d[:cap] for d in report.outputs["fp32"]],
+                                               [d[:cap] for d in report.outputs["int8"]]))
+        metrics["evaluation_inputs"] = report.count
+        metrics.update(accuracy_metrics(report, model.published))
+    tensor, _ = preprocess(first, spec)
     lat = params.latency
     timing = latency_ratio(fp32, int8, {spec.input.name: tensor[:1]}, batch=int(lat["batch"]),
                            warmup=int(lat["warmup"]), repeats=int(lat["repeats"]), threads=threads,
@@ -257,6 +249,7 @@ def evaluate_stage(params: Params, name: str, *, fp32: Path, int8: Path, samples
     metrics["export"] = json.loads(Path(export_report).read_text("utf-8"))
     metrics["quantization"] = json.loads(Path(quantize_report).read_text("utf-8"))
     metrics["provenance"] = provenance
-    result = apply_gates(name, metrics, model.gates, weights_source=provenance["source"])
+    result = apply_gates(name, metrics, model.gates, weights_source=provenance["source"],
+                         real_dataset=model.real_evaluation)
     write_metrics(out, result)
     return result

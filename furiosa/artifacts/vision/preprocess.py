@@ -10,8 +10,9 @@ What each spec's ``preprocess`` block means, and the reference function it repro
 
 Inputs: a path (``str`` / ``os.PathLike``), a PIL image, an HWC or HW uint8 numpy array, a 4-D NHWC uint8
 batch, or a list/tuple of those. Grayscale is replicated to three channels, alpha is dropped (as
-``cv2.imread`` does), EXIF orientation is applied (as ``cv2.imread`` does). Numpy arrays are taken as RGB
-unless ``array_order="BGR"``. No torch import.
+``cv2.imread`` does), and the EXIF orientation of files and PIL images is applied or ignored as the model's
+reference loader does (spec ``preprocess.exif``: ``transpose`` as ``cv2.imread`` in MLPerf's loaders, ``ignore``
+as PIL/timm). Numpy arrays are taken as RGB unless ``array_order="BGR"``. No torch import.
 
 Untrusted input: one size guard, :func:`check_pixels`, bounds every intermediate array by
 :data:`MAX_IMAGE_PIXELS` (100 megapixels): the decoded image (files judged from their header before any
@@ -100,14 +101,14 @@ def check_pixels(height: int, width: int, what: str) -> None:
                          f"{MAX_IMAGE_PIXELS} (a decompression bomb?): downscale it first")
 
 
-def _from_pil(image: Image.Image) -> Image.Image:
-    """An RGB, decoded image; the pixel limit is checked before anything is decoded."""
+def _from_pil(image: Image.Image, *, exif: bool = True) -> Image.Image:
+    """An RGB, decoded image, EXIF-oriented when ``exif``; the pixel limit is checked before anything is decoded."""
     check_pixels(image.height, image.width, "image")
     if image.mode not in _CONVERTIBLE_MODES:
         raise ImageError(f"unsupported PIL image mode {image.mode!r} (16-bit or float?): convert it to 8-bit RGB")
     try:
         image.load()  # decode now: a truncated or corrupt file fails here, not later in the resize
-        if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        if exif and image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
             image = ImageOps.exif_transpose(image)
         if image.mode == "RGB":
             return image
@@ -120,7 +121,8 @@ def _from_pil(image: Image.Image) -> Image.Image:
         raise ImageError(f"cannot decode or convert the {image.mode} image to RGB: {exc}") from exc
 
 
-def _from_path(path: Union[str, "os.PathLike[str]"], draft_size: Optional[tuple[int, int]] = None) -> Image.Image:
+def _from_path(path: Union[str, "os.PathLike[str]"], draft_size: Optional[tuple[int, int]] = None, *,
+               exif: bool = True) -> Image.Image:
     """Decode ``path``; with ``draft_size`` (h, w) (fast mode), JPEGs decode at the smallest DCT scale (1/2,
     1/4, 1/8) that keeps both sides at least that large (Pillow ``Image.draft``)."""
     if os.path.exists(path) and not os.path.isfile(path):
@@ -131,7 +133,7 @@ def _from_path(path: Union[str, "os.PathLike[str]"], draft_size: Optional[tuple[
                 check_pixels(image.height, image.width, "image")
                 h, w = draft_size
                 image.draft(image.mode, (w, h))
-            return _from_pil(image)
+            return _from_pil(image, exif=exif)
     except ImageError as exc:
         raise ImageError(f"cannot read image {os.fspath(path)!r}: {exc}") from exc
     except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
@@ -172,14 +174,14 @@ def _items(images: Any) -> list[Any]:
 
 
 def _flatten(images: Any, *, bgr: bool,
-             draft: Optional[tuple[int, int]] = None) -> list[Union[Image.Image, np.ndarray]]:
-    """Every input image as an RGB PIL image or an RGB uint8 HWC array."""
+             draft: Optional[tuple[int, int]] = None, exif: bool = True) -> list[Union[Image.Image, np.ndarray]]:
+    """Every input image as an RGB PIL image or an RGB uint8 HWC array (EXIF-oriented when ``exif``)."""
     if isinstance(images, (str, os.PathLike)):
-        return [_from_path(images, draft)]
+        return [_from_path(images, draft, exif=exif)]
     if isinstance(images, Image.Image):
         if images.width == 0 or images.height == 0:
             raise ImageError(f"PIL image has zero size: {images.size}")
-        return [_from_pil(images)]
+        return [_from_pil(images, exif=exif)]
     if isinstance(images, np.ndarray):
         if images.ndim == 4:
             if images.shape[0] == 0:
@@ -193,7 +195,7 @@ def _flatten(images: Any, *, bgr: bool,
         for item in images:
             if isinstance(item, (list, tuple)):
                 raise ImageError("nested lists of images are not supported: pass a flat list")
-            out.extend(_flatten(item, bgr=bgr, draft=draft))
+            out.extend(_flatten(item, bgr=bgr, draft=draft, exif=exif))
         return out
     raise ImageError(f"unsupported image input of type {type(images).__name__}: pass a path, a PIL image, "
                      "a uint8 numpy array or a list of those")
@@ -302,13 +304,14 @@ def preprocess(images: Images, spec: Union[ModelSpec, str], *, array_order: str 
         raise ImageError(f"array_order must be 'RGB' or 'BGR', got {array_order!r}")
     spec = load_spec(spec) if isinstance(spec, str) else spec
     bgr = array_order == "BGR"
+    exif = spec.preprocess.exif == "transpose"  # as the model's reference loader (specs.yaml)
     items = _items(images)
     # fast: decode no smaller than the network input; classifiers only (detection contexts need the true size)
     draft = spec.input.size if fast and spec.task == "classification" else None
     workers = min(len(items), threads or os.cpu_count() or 1)
 
     def load(item: Any) -> list[Union[Image.Image, np.ndarray]]:
-        return _flatten(item, bgr=bgr, draft=draft)
+        return _flatten(item, bgr=bgr, draft=draft, exif=exif)
 
     if workers > 1:
         with ThreadPoolExecutor(workers) as pool:

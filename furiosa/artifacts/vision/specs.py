@@ -22,6 +22,7 @@ TASKS = ("classification", "detection")
 # label set -> number of network outputs it names (with label_offset 0)
 LABEL_SETS = {"imagenet": 1000, "coco91": 91, "coco80": 81, "digits": 10, "digits_coco": 11}
 COLORS = {"RGB": 3, "BGR": 3, "L": 1}  # network channel order -> channel count
+EXIF_MODES = ("transpose", "ignore")  # what the model's reference image loader does with EXIF orientation
 INTERPOLATIONS = {"pil": ("nearest", "bilinear", "bicubic", "lanczos"),
                   "cv2": ("nearest", "bilinear", "bicubic", "area", "lanczos")}
 
@@ -65,6 +66,7 @@ class PreprocessSpec:
     scale: float
     mean: tuple[float, ...]  # one per channel
     std: tuple[float, ...]
+    exif: str = "transpose"  # "transpose": apply the EXIF orientation (cv2.imread's default) | "ignore" (PIL/timm)
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,7 @@ def _input(f: _Field) -> InputSpec:
 
 
 def _preprocess(f: _Field, input_size: tuple[int, int], channels: int) -> PreprocessSpec:
-    f.check_keys({"color", "resize", "crop", "scale", "mean", "std"})
+    f.check_keys({"color", "resize", "crop", "scale", "mean", "std", "exif"})
     r = f.get("resize")
     r.check_keys({"mode", "size", "interpolation", "backend"})
     backend = r.get("backend").str_(tuple(INTERPOLATIONS))
@@ -246,7 +248,8 @@ def _preprocess(f: _Field, input_size: tuple[int, int], channels: int) -> Prepro
     mean = tuple(x.float_() for x in f.get("mean").items(length=channels))
     std = tuple(x.float_(positive=True) for x in f.get("std").items(length=channels))
     return PreprocessSpec(color=color, resize=resize, crop=crop,
-                          scale=f.get("scale").float_(positive=True), mean=mean, std=std)
+                          scale=f.get("scale").float_(positive=True), mean=mean, std=std,
+                          exif=f.get("exif").str_(EXIF_MODES))
 
 
 def _anchors(f: _Field) -> AnchorSpec:
