@@ -22,23 +22,6 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO / "tests"), str(REPO)]
 
-_CHILD = """
-import json, resource, sys, time
-from furiosa.artifacts.vision.models import create_model
-from furiosa.artifacts.weights_io import convert_weights
-create_model(sys.argv[2])
-def peak():  # this process's high-water RSS in KiB: VmHWM (ru_maxrss keeps the forking parent's peak)
-    try:
-        return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1])
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-base = peak()
-start = time.perf_counter()
-_, report = convert_weights(sys.argv[1], sys.argv[2], member=sys.argv[3] or None)
-seconds = time.perf_counter() - start
-print(json.dumps({"format": report.format, "seconds": seconds, "base_kib": base,
-                  "peak_kib": peak()}))
-"""
 
 
 def main() -> int:
@@ -46,12 +29,13 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
     from replicas import REPLICAS
+    from replicas.peak import CONVERT_PEAK_SCRIPT
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-convert-") as tmp:
         for name, builder in REPLICAS.items():
             replica = builder(Path(tmp) / name, seed=0)
-            out = subprocess.run([sys.executable, "-c", _CHILD, str(replica.path), name, replica.member or ""],
+            out = subprocess.run([sys.executable, "-c", CONVERT_PEAK_SCRIPT, str(replica.path), name, replica.member or ""],
                                  capture_output=True, text=True, check=True, cwd=REPO,
                                  env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
             row = {"model": name, "file": replica.path.name, "bytes": replica.path.stat().st_size,

@@ -25,6 +25,7 @@ torch = pytest.importorskip("torch")
 
 from replicas import REPLICAS  # noqa: E402
 from replicas import resnet50_legacy_tar as legacy  # noqa: E402
+from replicas.peak import CONVERT_PEAK_SCRIPT  # noqa: E402
 
 from furiosa.artifacts.errors import BuildError, UnsafeWeightsError, WeightsFormatError  # noqa: E402
 from furiosa.artifacts.vision.models import create_model  # noqa: E402
@@ -269,28 +270,14 @@ def test_convert_cli_text_output_and_exit_codes(tmp_path: Path, capsys):
     assert usage.value.code == 2
 
 
-_PEAK = """
-import resource, sys, time
-from furiosa.artifacts.vision.models import create_model
-from furiosa.artifacts.weights_io import convert_weights
-create_model(sys.argv[2])
-def peak():  # this process's high-water RSS in KiB: VmHWM (ru_maxrss keeps the forking parent's peak)
-    try:
-        return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1])
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-base = peak()
-start = time.perf_counter()
-convert_weights(sys.argv[1], sys.argv[2])
-print(base, peak(), time.perf_counter() - start)
-"""
 
 
 def test_legacy_tar_conversion_holds_the_tensors_once_plus_the_network(resnet_replica):
     """Storages stream from the tar into their tensors: the peak grows by about the file (the storages) plus
     the network's own copy, never by an extra copy of the file."""
-    proc = subprocess.run([sys.executable, "-c", _PEAK, str(resnet_replica.path), "MLCommonsResNet50"],
-                          capture_output=True, text=True, check=True)
-    base_kib, peak_kib, _seconds = proc.stdout.split()
+    proc = subprocess.run([sys.executable, "-c", CONVERT_PEAK_SCRIPT, str(resnet_replica.path), "MLCommonsResNet50",
+                           ""], capture_output=True, text=True, check=True)
+    measured = json.loads(proc.stdout.strip().splitlines()[-1])
+    base_kib, peak_kib = measured["base_kib"], measured["peak_kib"]
     grown = (int(peak_kib) - int(base_kib)) * 1024
     assert grown < 2.5 * resnet_replica.path.stat().st_size, (base_kib, peak_kib)

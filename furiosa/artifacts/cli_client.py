@@ -457,7 +457,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -514,7 +515,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predictions (a warning says so). Exit 1 if any image fails.")
     predict.add_argument("name", metavar="NAME", help="catalog name (case and punctuation are ignored)")
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything Pillow reads)")
-    predict.add_argument("--top-k", type=_positive_int, metavar="K",
+    predict.add_argument("--top-k", type=positive_int, metavar="K",
                          help="classes per image (default: the model's) or best K detections (default: all)")
     predict.add_argument("--precision", choices=("int8", "fp32"), help="which binary (default: int8)")
     predict.add_argument("--out", metavar="OUT", help="annotated PNG (one image) or directory (several images)")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict
 
+from furiosa.artifacts.cli_client import positive_int
 from furiosa.artifacts.errors import ArtifactsError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -79,16 +80,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` subcommand."""
     parser = subparsers.add_parser(
@@ -108,10 +99,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--annotations", type=Path, metavar="FILE", help="COCO instances_*.json (with --coco)")
     parser.add_argument("--precision", choices=(*PRECISIONS, "all"), default="all",
                         help="which binary to score (default: all = fp32 and int8)")
-    parser.add_argument("--limit", type=_positive, metavar="N", help="score only the first N images")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="score only the first N images")
     parser.add_argument("--skip-empty-images", action="store_true",
                         help="COCO: leave out images without annotations (MLPerf's SSD-ResNet34 loader does)")
-    parser.add_argument("--batch-size", type=_positive, default=8, metavar="N", help="images per run (default 8)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="images per run (default 8)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--json", action="store_true",
                         help='machine-readable: {"<precision>": {"top1", "top5"} or {"map", "map50"}, "dataset", '
