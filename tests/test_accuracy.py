@@ -120,6 +120,7 @@ def _val_map_accuracy(model, folder: Path, limit: int | None = None) -> float:
     return float(np.mean([r[0].label_id == int(label) for r, (_, label) in zip(results, entries)]))
 
 
+@pytest.mark.slow  # needs the built workspace (the README's main command)
 def test_cli_evaluate_imagenet_folder_json():
     """DigitsConvNet's held-out set, written by the pipeline as an ImageNet-style folder: the CLI's figures
     equal an independent count over model.run and the evaluate stage's metrics.json."""
@@ -152,6 +153,7 @@ def test_cli_evaluate_imagenet_folder_json():
     assert text.returncode == 0 and "int8/fp32 top1" in text.stdout and "fp32: top1" in text.stdout
 
 
+@pytest.mark.slow  # needs the built workspace (the README's main command)
 def test_cli_evaluate_bad_input(tmp_path):
     _built(DIGITS_HELDOUT / "val_map.txt")
     usage = run_cli(["evaluate", "DigitsConvNet"])
@@ -191,6 +193,7 @@ def _coco_from_detections(model, images: list[Path], out: Path) -> Path:
     return out
 
 
+@pytest.mark.slow  # needs the built workspace (the README's main command)
 def test_cli_evaluate_coco_with_an_ssd(tmp_path):
     """SSD-MobileNet from the built workspace on a hand-made COCO set: fp32 scored against its own detections
     gives mAP 1.0, int8 gives what pycocotools computes from int8's own model.run detections."""

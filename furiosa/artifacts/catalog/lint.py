@@ -263,8 +263,12 @@ def lint_document(doc: Document, *, pipeline_outputs: Iterable[str] = ()) -> Lis
     return sorted(c.problems, key=lambda p: (p.line, p.column))
 
 
-def lint_catalog(path: Path, *, pipeline_outputs: Optional[Iterable[str]] = None) -> List[Problem]:
+def lint_catalog(path: Path, *, pipeline_outputs: Optional[Iterable[str]] = None,
+                 stage_deps: bool = True) -> List[Problem]:
     """Lint the catalog at ``path`` (a file, or a directory holding artifacts.yaml).
+
+    ``stage_deps=False`` leaves out the check that dvc.yaml's stage deps match the code the stages import:
+    it concerns whoever rebuilds the binaries, not a reader of the catalog (which may have no stage code).
 
     Raises:
         CatalogReadError: the file cannot be read or parsed as YAML.
@@ -280,10 +284,10 @@ def lint_catalog(path: Path, *, pipeline_outputs: Optional[Iterable[str]] = None
     problems = lint_document(doc, pipeline_outputs=pipeline_outputs)
     # The DVC model registry section is derived from a valid catalog: check it only when the catalog is
     # clean (else its problems would repeat) and the repository has a pipeline at all.
-    return problems or _registry_problems(path)
+    return problems or _registry_problems(path, stage_deps=stage_deps)
 
 
-def _registry_problems(path: Path) -> List[Problem]:
+def _registry_problems(path: Path, *, stage_deps: bool = True) -> List[Problem]:
     """dvc.yaml's `artifacts:` (DVC model registry) must match the catalog, its stage deps the code they run."""
     root = path.parent
     if not ((root / "dvc.yaml").is_file() and (root / "params.yaml").is_file()):
@@ -297,7 +301,8 @@ def _registry_problems(path: Path) -> List[Problem]:
         found = check_dvc_artifacts(root)
     except ArtifactsError as exc:
         return [Problem(str(root / "dvc.yaml"), 1, 1, "/artifacts", f"cannot check the DVC artifacts: {exc}")]
-    found = found + check_stage_deps(root)  # code a stage runs but does not depend on: `dvc repro` would miss it
+    if stage_deps:  # code a stage runs but does not depend on: `dvc repro` would miss it
+        found = found + check_stage_deps(root)
     if any(e.get("location") == ENTRY_MODULE for e in _code_entries(path)):
         found = found + check_entry_module(root)
     problems = []

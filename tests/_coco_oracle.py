@@ -1,9 +1,6 @@
-"""COCO detection mAP with pycocotools, for the model's own COCO-format evaluation split.
-
-``coco_map`` scores detections against an ``instances_*.json`` with ``pycocotools.cocoeval.COCOeval``
-(bbox, the standard 12 numbers) and returns mAP@[.5:.95] and mAP@.5. It is the detection scorer of the
-evaluate stage for models whose evaluation data is COCO-format (DigitsSSD); the generic
-``furiosa-artifacts evaluate`` command scores the same way.
+"""An independent COCO mAP scorer for tests (pycocotools ``COCOeval`` on an ``instances_*.json``), kept apart
+from the product's ``furiosa.artifacts.accuracy.coco`` so the tests check the model's mAP with code that is not
+the code under test. Returns mAP@[.5:.95] and mAP@.5.
 """
 
 from __future__ import annotations
