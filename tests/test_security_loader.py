@@ -18,13 +18,14 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
 
 import furiosa.artifacts as fa
 from conftest import REPO_ROOT
-from furiosa.artifacts.errors import CatalogError, UnsafePathError, UntrustedCodeError
+from furiosa.artifacts.errors import CatalogError, ProvenanceWarning, UnsafePathError, UntrustedCodeError
 from furiosa.artifacts.loader import ENTRY_MODULE, ENV_TRUSTED, installed_entry_points, load_from_repo
 
 pytestmark = pytest.mark.slow  # needs the built binaries (the README's main command)
@@ -269,3 +270,22 @@ def test_publish_refuses_a_dvc_lock_output_that_leaves_the_repository(tmp_path: 
     with pytest.raises(UnsafePathError, match="evil.onnx"):
         publish_lfs(root, str(bare), progress=False)
     assert run(["git", "rev-list", "--all"], bare, env, check=False).stdout.strip() == ""
+
+
+def test_a_binary_entry_loads_the_file_its_location_names_not_one_guessed_from_its_name(tmp_path: Path) -> None:
+    """``load("<Name>_INT8")`` used to read ``models/<Name>_INT8/int8.onnx`` whatever the entry's location said:
+    the location is what decides, and an onnx entry that is no pipeline build is refused with a clear error."""
+    from furiosa.artifacts.errors import ModelNotFoundError
+
+    fp32 = REPO_ROOT / "models" / "DigitsConvNet" / "fp32.onnx"
+    root = make_repo(tmp_path / "repo", entry("DigitsConvNet", ENTRY_MODULE),
+                     entry("DigitsConvNet_INT8", "models/DigitsConvNet/fp32.onnx", fmt="onnx"),
+                     entry("Loose", "models/loose.onnx", fmt="onnx"), binaries=("DigitsConvNet",))
+    shutil.copyfile(fp32, root / "models" / "DigitsConvNet" / "fp32.onnx")
+    shutil.copyfile(fp32, root / "models" / "loose.onnx")
+    with warnings.catch_warnings():  # whether the copied binary carries provenance is not this test's concern
+        warnings.simplefilter("ignore", ProvenanceWarning)
+        model = fa.load("DigitsConvNet_INT8", root=root)
+    assert model.name == "DigitsConvNet" and model.precision == "fp32" and model.source == fp32.read_bytes()
+    with pytest.raises(ModelNotFoundError, match="not a binary the pipeline builds"):
+        fa.load("Loose", root=root)

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import Any, FrozenSet, Optional, Tuple
 
-from furiosa.artifacts.catalog.entries import Artifact, lookup, read_entries
+from furiosa.artifacts.catalog.entries import Artifact, built_binary, lookup, read_entries
 from furiosa.artifacts.errors import CatalogError, ModelNotFoundError, UnsafePathError, UntrustedCodeError
 from furiosa.artifacts.layout import binary_relpath, metrics_relpath, package_repo_root
 from furiosa.artifacts.binaries import fetch_binary, model_provenance, warn_provenance
@@ -179,7 +179,15 @@ def load_from_repo(name: str, *, precision: Optional[str] = None, version: Optio
         root = active[0] if active else package_repo_root()
     root = Path(root)
     trusted = is_trusted(root, trust_repo=trust_repo) or bool(active and active[0] == root.resolve())
-    entry, fixed = lookup(read_entries(root, validate=False), name, version)
+    entries = read_entries(root, validate=False)
+    entry, fixed = lookup(entries, name, version)
+    if entry.format != "code":  # `<Name>_INT8`-style entries: the build their location names, never their name
+        built = built_binary(entries, entry)
+        if built is None:
+            raise ModelNotFoundError(
+                f"catalog entry {entry.name!r} ({entry.location}) is not a binary the pipeline builds for a catalog "
+                "model, so no pre/postprocessing goes with it: read the file itself, or load the model it belongs to")
+        entry, fixed = built
     if fixed is not None and precision not in (None, fixed):
         raise ModelNotFoundError(f"{name!r} names the {fixed} binary of {entry.name}; drop precision={precision!r} "
                                  f"or load {entry.name!r}")
