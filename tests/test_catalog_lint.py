@@ -188,6 +188,9 @@ def test_unbuilt_pipeline_outputs_pass_with_a_note(repo_copy):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "note:" in proc.stderr and "models/MLCommonsResNet50/int8.onnx" in proc.stderr
     assert "furiosa-artifacts build" in proc.stderr
+    onnx = [a for a in yaml.safe_load((repo_copy / "artifacts.yaml").read_text())["artifacts"] if a["format"] == "onnx"]
+    assert len(onnx) > 5 and f"note: {len(onnx)} binaries" in proc.stderr
+    assert f"and {len(onnx) - 5} more" in proc.stderr  # a large catalog's note stays one short line
 
 
 def test_onnx_entries_point_at_pipeline_outputs():

@@ -19,6 +19,7 @@ EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
 
 def _cmd_lint(args: argparse.Namespace) -> int:
+    from furiosa.artifacts.catalog._yaml import printable
     from furiosa.artifacts.catalog.lint import lint_catalog, unbuilt_binaries
 
     try:
@@ -38,7 +39,8 @@ def _cmd_lint(args: argparse.Namespace) -> int:
             print(f"{len(problems)} problem(s) found", file=sys.stderr)
         unbuilt = unbuilt_binaries(Path(args.path))
         if unbuilt:
-            print(f"note: {len(unbuilt)} binaries are pipeline outputs not built here yet ({', '.join(unbuilt)}): "
+            listed = ", ".join(unbuilt[:5]) + (f", and {len(unbuilt) - 5} more" if len(unbuilt) > 5 else "")
+            print(f"note: {len(unbuilt)} binaries are pipeline outputs not built here yet ({printable(listed)}): "
                   "run `furiosa-artifacts build` or `dvc pull`", file=sys.stderr)
     return EXIT_PROBLEMS if problems else EXIT_OK
 

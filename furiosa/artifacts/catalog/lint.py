@@ -313,20 +313,16 @@ def _registry_problems(path: Path, *, stage_deps: bool = True) -> List[Problem]:
 
 
 def _code_entries(path: Path) -> List[Dict[str, Any]]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text("utf-8")) or {}
-    except (OSError, ValueError, yaml.YAMLError):
+    try:  # the one YAML reader (libyaml when present): a pure-Python re-parse cost seconds on large catalogs
+        data = read_yaml(path, max_bytes=MAX_BYTES) or {}
+    except (OSError, CatalogReadError):
         return []
     entries = data.get("artifacts") if isinstance(data, dict) else None
-    return [e for e in entries or [] if isinstance(e, dict) and e.get("format") == "code"]
+    return [e for e in entries if isinstance(e, dict) and e.get("format") == "code"] if isinstance(entries, list) else []
 
 
 def unbuilt_binaries(path: Path) -> List[str]:
     """Binary locations the catalog names that the pipeline declares but that are not built (or pulled) yet."""
-    import yaml
-
     path = Path(path)
     if path.is_dir():
         path = path / "artifacts.yaml"
