@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
+from furiosa.artifacts.protobuf_wire import read_varint
+
 __all__ = ["KINDS", "PREFIX", "Provenance", "params_digest", "read_provenance", "stamp", "weights_kind"]
 
 PREFIX = "furiosa.artifacts."
@@ -64,31 +66,18 @@ class Provenance:
         return out
 
 
-def _varint(buf: memoryview, pos: int) -> tuple:
-    result = shift = 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise ValueError("truncated varint")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-
-
 def _fields(buf: memoryview):
     """(field number, wire type, value) of each top-level field; length-delimited values as memoryviews."""
     pos = 0
     while pos < len(buf):
-        tag, pos = _varint(buf, pos)
+        tag, pos = read_varint(buf, pos)
         number, wire = tag >> 3, tag & 7
         if wire == 0:
-            value, pos = _varint(buf, pos)
+            value, pos = read_varint(buf, pos)
         elif wire == 1:
             value, pos = None, pos + 8
         elif wire == 2:
-            length, pos = _varint(buf, pos)
+            length, pos = read_varint(buf, pos)
             if pos + length > len(buf):
                 raise ValueError("truncated field")
             value, pos = buf[pos:pos + length], pos + length

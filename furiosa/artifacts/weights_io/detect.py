@@ -7,6 +7,7 @@ import struct
 from pathlib import Path
 
 from furiosa.artifacts.errors import WeightsFormatError
+from furiosa.artifacts.protobuf_wire import read_varint
 
 __all__ = ["FORMATS", "detect_format"]
 
@@ -25,36 +26,24 @@ _HEAD = 4096
 _TORCH_PICKLE_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while pos < len(data) and shift < 64:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-    raise ValueError("truncated varint")
-
-
 def _protobuf_fields(data: bytes, limit: int = 8) -> list[tuple[int, int]]:
     """(field number, wire type) of the first top-level fields of a protobuf message, or [] if it is none."""
     fields, pos = [], 0
     try:
         while pos < len(data) and len(fields) < limit:
-            tag, pos = _varint(data, pos)
+            tag, pos = read_varint(data, pos)
             number, wire = tag >> 3, tag & 7
             if number == 0 or wire not in (0, 1, 2, 5):
                 return []
             fields.append((number, wire))
             if wire == 0:
-                _, pos = _varint(data, pos)
+                _, pos = read_varint(data, pos)
             elif wire == 1:
                 pos += 8
             elif wire == 5:
                 pos += 4
             else:
-                length, pos = _varint(data, pos)
+                length, pos = read_varint(data, pos)
                 pos += length
     except ValueError:
         pass  # the head ends inside a field: judge on what was read
