@@ -72,9 +72,13 @@ def test_quick_run_writes_schema_valid_results(tmp_path):
     assert set(results["preprocessing"]["specs"]) == {"MLCommonsResNet50", "MLCommonsSSDMobileNet"}
     for entry in results["preprocessing"]["specs"].values():
         assert entry["max_abs_diff"] < 1e-3  # the same preprocessing as torchvision's, so a fair comparison
+        # fast=True is measured beside it, with its deviation from the exact path (pixel units, 0..255)
+        assert entry["files"]["fast_speedup"] == pytest.approx(entry["files"]["ours_fast_images_per_s"]
+                                                               / entry["files"]["torchvision_images_per_s"])
+        assert 0 < entry["fast_deviation"]["mean"] <= entry["fast_deviation"]["max"] <= 255
     assert results["tools"]["lint"]["median_seconds"] > 0
     assert results["tools"]["dvc"]["status"] == "skipped"
     ids = {t["id"] for t in results["targets"]}
     assert {"latency:MLCommonsSSDMobileNet", "size:MLCommonsSSDMobileNet", "lint",
-            "preprocess:MLCommonsResNet50"} <= ids
+            "preprocess:MLCommonsResNet50", "preprocess-fast:MLCommonsResNet50"} <= ids
     assert "MLCommonsSSDMobileNet" in proc.stdout and machine["cpu_model"] in proc.stdout
