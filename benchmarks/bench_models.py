@@ -34,7 +34,7 @@ PAIR_SCALE = {"MLCommonsSSDResNet34": 0.25}
 def _session(path: str, threads: int):
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from furiosa.artifacts.build._ort import cpu_session
+    from furiosa.artifacts.onnx_io import cpu_session
 
     return cpu_session(Path(path), threads=threads)
 
@@ -125,7 +125,7 @@ def child_memory(args: dict[str, Any]) -> dict[str, Any]:
 
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    import furiosa.artifacts.build._ort  # noqa: F401
+    from furiosa.artifacts.onnx_io import ORT_ERRORS  # noqa: F401  (imports onnx and onnxruntime)
 
     baseline = peak_rss_mb()[0]
     start = time.perf_counter()

@@ -108,7 +108,7 @@ def bench_model(name: str, *, threads: int, pairs: int) -> dict[str, Any]:
     """ORT fp32/int8 vs OpenVINO fp32/NNCF int8 medians at batch 1 and the large batch, plus float ops left."""
     import openvino as ov
 
-    from furiosa.artifacts.build._ort import cpu_session
+    from furiosa.artifacts.onnx_io import cpu_session
 
     root = REPO / "models" / name
     with np.load(root / "calibration.npz", allow_pickle=False) as data:

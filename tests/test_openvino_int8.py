@@ -20,8 +20,8 @@ import pytest
 from onnx import numpy_helper
 
 from conftest import REPO_ROOT
-from furiosa.artifacts.build._ort import cpu_session
 from furiosa.artifacts.build.evaluate import agreement_classification, agreement_detection
+from furiosa.artifacts.onnx_io import cpu_session
 from furiosa.artifacts.pipeline.params import load_params
 from furiosa.artifacts.vision.postprocess import detect_arrays
 from furiosa.artifacts.vision.specs import load_spec

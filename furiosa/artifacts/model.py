@@ -6,49 +6,12 @@ on it and reads the ONNX bytes from ``model``. No torch here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from furiosa.artifacts.errors import ModelBinaryError, UnsafePathError
-
-
-def parse_onnx(source: bytes, *, what: str) -> Any:
-    """The ModelProto in ``source``, refusing tensors stored outside it.
-
-    A session is built from bytes, so ONNX Runtime would resolve an external-data ``location`` (``.env``,
-    ``../secrets``) against the caller's working directory and hand the file back as a tensor. Catalog
-    binaries are single files: any tensor with external data (graph, subgraphs, node attributes) is refused.
-
-    Raises:
-        ModelBinaryError: ``source`` is not an ONNX model (re-fetch or rebuild it).
-        UnsafePathError: a tensor names external data.
-    """
-    import onnx
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
-
-    try:
-        proto = onnx.load_model_from_string(source)
-    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
-        raise ModelBinaryError(f"{what} is not a valid ONNX model ({type(exc).__name__}): re-fetch it with "
-                               "`furiosa-artifacts pull` or rebuild it") from None
-    for tensor in _get_all_tensors(proto):
-        if uses_external_data(tensor) or len(tensor.external_data):
-            location = next((e.value for e in tensor.external_data if e.key == "location"), "?")
-            raise UnsafePathError(f"{what}: tensor {tensor.name[:80]!r} keeps its data in the external file "
-                                  f"{location[:200]!r}; catalog binaries must be self-contained (refused: it "
-                                  "would be read relative to the current directory)")
-    return proto
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """Name, element type and shape (``-1`` for a dynamic dimension) of a graph input/output."""
-
-    name: str
-    datatype: str
-    shape: Tuple[int, ...]
+from furiosa.artifacts.errors import ArtifactsError, ModelBinaryError
+from furiosa.artifacts.onnx_io import TensorInfo, cpu_session, graph_io, run_batched
 
 
 class Model:
@@ -106,18 +69,7 @@ class Model:
 
     @cached_property
     def _graph_io(self) -> Tuple[List[TensorInfo], List[TensorInfo]]:
-        import onnx
-
-        graph = parse_onnx(self.source, what=self._what).graph
-        initializers = {init.name for init in graph.initializer}
-
-        def info(value: Any) -> TensorInfo:
-            tensor = value.type.tensor_type
-            dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
-            return TensorInfo(value.name, onnx.TensorProto.DataType.Name(tensor.elem_type).lower(), dims)
-
-        inputs = [info(v) for v in graph.input if v.name not in initializers]
-        return inputs, [info(v) for v in graph.output]
+        return graph_io(self.source, what=self._what)
 
     @property
     def inputs(self) -> List[TensorInfo]:
@@ -150,16 +102,13 @@ class Model:
         """An ONNX Runtime CPU session over :attr:`source` (created on first use).
 
         Raises:
-            UnsafePathError: the binary names external data (see :func:`parse_onnx`).
+            UnsafePathError: the binary names external data (see :func:`furiosa.artifacts.onnx_io.read_model`).
             ModelBinaryError: it is not a valid ONNX model, or ONNX Runtime cannot load it.
         """
-        import onnxruntime as ort
-
-        parse_onnx(self.source, what=self._what)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
         try:
-            return ort.InferenceSession(self.source, options, providers=["CPUExecutionProvider"])
+            return cpu_session(self.source, what=self._what)
+        except ArtifactsError:
+            raise
         except Exception as exc:  # noqa: BLE001 - onnxruntime's Fail/InvalidGraph/... share no public base
             message = " ".join(str(exc).split())[:300]
             raise ModelBinaryError(f"{self._what}: ONNX Runtime cannot load it ({message}): re-fetch it with "
@@ -174,16 +123,7 @@ class Model:
 
     def infer(self, tensor: Any, *, batch_size: int = 8) -> Dict[str, Any]:
         """Run a preprocessed batch (N, ...) through ONNX Runtime in chunks of ``batch_size``; outputs by name."""
-        import numpy as np
-
-        input_name = self.session.get_inputs()[0].name
-        output_names = [o.name for o in self.session.get_outputs()]
-        chunks: Dict[str, List[Any]] = {n: [] for n in output_names}
-        for start in range(0, len(tensor), batch_size):
-            values = self.session.run(None, {input_name: tensor[start:start + batch_size]})
-            for key, value in zip(output_names, values):
-                chunks[key].append(value)
-        return {key: np.concatenate(parts, axis=0) for key, parts in chunks.items()}
+        return run_batched(self.session, tensor, batch_size=batch_size)
 
     def run(self, images: Any, *, batch_size: int = 8) -> List[Any]:
         """Preprocess, infer in batches of ``batch_size`` and postprocess; one result per image."""

@@ -146,15 +146,19 @@ def stamp(path: Path, props: Mapping[str, Optional[str]]) -> None:
 
     Raises:
         ValueError: a key is not one of :data:`KEYS`, or ``weights`` is not one of :data:`KINDS`.
+        ModelBinaryError, UnsafePathError: ``path`` is not a self-contained ONNX model
+            (:func:`furiosa.artifacts.onnx_io.read_model`).
     """
     import onnx
+
+    from furiosa.artifacts.onnx_io import read_model
 
     unknown = sorted(set(props) - set(KEYS))
     if unknown:
         raise ValueError(f"unknown provenance key(s) {', '.join(unknown)}; known: {', '.join(KEYS)}")
     if props.get("weights") not in KINDS:
         raise ValueError(f"provenance 'weights' must be one of {', '.join(KINDS)}, got {props.get('weights')!r}")
-    model = onnx.load(str(path), load_external_data=False)
+    model = read_model(Path(path))
     keep = [p for p in model.metadata_props if not p.key.startswith(PREFIX)]
     del model.metadata_props[:]
     model.metadata_props.extend(keep)

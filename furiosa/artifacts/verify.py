@@ -116,12 +116,13 @@ def _check_lock(root: Path, name: str, outputs: Optional[Dict[str, Any]], report
 def _check_onnx(path: Path, relpath: str, name: str, report: ModelReport) -> Optional[Any]:
     """Load and run the full checker; returns the loaded model (None when it does not even parse)."""
     import onnx
-    from google.protobuf.message import DecodeError
+
+    from furiosa.artifacts.onnx_io import read_model
 
     report.checked.append(f"onnx {relpath}")
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError, OSError) as exc:
+        model = read_model(path, what=relpath)
+    except (ValueError, OSError) as exc:  # ModelBinaryError and UnsafePathError are ValueErrors
         report.problems.append(Problem(name, relpath, "onnx", f"not a readable ONNX model: {exc}"))
         return None
     try:
@@ -132,19 +133,16 @@ def _check_onnx(path: Path, relpath: str, name: str, report: ModelReport) -> Opt
     return model
 
 
-def _tensor(value: Any) -> Dict[str, Any]:
-    import onnx
-
-    tensor = value.type.tensor_type
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name if tensor.elem_type else "undefined"
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
-    return {"name": value.name, "datatype": dtype, "shape": dims}
+def _tensor(info: Any) -> Dict[str, Any]:
+    return {"name": info.name, "datatype": info.datatype, "shape": [None if d == -1 else d for d in info.shape]}
 
 
 def _check_tensors(model: Any, spec: Any, relpath: str, name: str, report: ModelReport) -> None:
+    from furiosa.artifacts.onnx_io import graph_io
+
     report.checked.append(f"tensors {relpath}")
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = [_tensor(v) for v in model.graph.input if v.name not in initializers]
+    graph_inputs, graph_outputs = graph_io(model)
+    inputs = [_tensor(i) for i in graph_inputs]
     expected_in = {"name": spec.input.name, "datatype": spec.input.dtype, "shape": [None, *spec.input.shape]}
     shown = "[N, " + ", ".join(str(d) for d in spec.input.shape) + "]"
     if len(inputs) != 1:
@@ -159,7 +157,7 @@ def _check_tensors(model: Any, spec: Any, relpath: str, name: str, report: Model
                 name, relpath, "tensors",
                 f"input does not match specs.yaml: expected {spec.input.name} {spec.input.dtype} {shown}, got "
                 f"{got['name']} {got['datatype']} {['N' if d is None else d for d in got['shape']]}", expected_in, got))
-    outputs = [o.name for o in model.graph.output]
+    outputs = [o.name for o in graph_outputs]
     if outputs != list(spec.output_names):
         report.problems.append(Problem(name, relpath, "tensors", f"outputs do not match specs.yaml: expected "
                                        f"{list(spec.output_names)}, got {outputs}", list(spec.output_names), outputs))

@@ -17,16 +17,15 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
 from furiosa.artifacts.build._io import atomic_write_text
-from furiosa.artifacts.build._ort import cpu_session
 from furiosa.artifacts.errors import BuildError, GateError, SpecError
+from furiosa.artifacts.onnx_io import cpu_session, parameter_counts
 
 __all__ = [
     "DATASET_GATES",
@@ -261,65 +260,18 @@ def file_size(path: Path) -> int:
     return Path(path).stat().st_size
 
 
-# Inputs that are scales or zero points, by operator (0-based input positions).
-_QPARAM_INPUTS: dict[str, frozenset[int]] = {
-    "QuantizeLinear": frozenset({1, 2}), "DequantizeLinear": frozenset({1, 2}),
-    "QLinearConv": frozenset({1, 2, 4, 5, 6, 7}), "QLinearMatMul": frozenset({1, 2, 4, 5, 6, 7}),
-    "QLinearAdd": frozenset({1, 2, 4, 5, 6, 7}), "QLinearMul": frozenset({1, 2, 4, 5, 6, 7}),
-    "QGemm": frozenset({1, 2, 4, 5, 7, 8}),
-    "QLinearSigmoid": frozenset({1, 2, 3, 4}), "QLinearLeakyRelu": frozenset({1, 2, 3, 4}),
-    "QLinearGlobalAveragePool": frozenset({1, 2, 3, 4}), "QLinearAveragePool": frozenset({1, 2, 3, 4}),
-    "QLinearSoftmax": frozenset({1, 2, 3, 4}), "QLinearReduceMean": frozenset({1, 2, 3, 4}),
-}
-# Initializer types that are not weights (shapes, axes, indices, masks).
-_NON_PARAM_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.BOOL, onnx.TensorProto.STRING}
-
-
 def onnx_param_counts(path: Path) -> dict[str, int]:
-    """Element counts of an ONNX file's initializers: ``params`` and ``quantization_params``.
-
-    ``params`` are weights and biases (float, int8/uint8 weights, int32 quantized biases);
-    scales and zero points feeding Q/DQ and QLinear* operators are counted in
-    ``quantization_params`` instead, so ``params`` of an int8 model is comparable to its
-    fp32 model (per-channel scales would otherwise inflate it). int64/bool initializers
-    (shapes, axes) are neither. Note the torchscript exporter folds BatchNorm into Conv,
-    so ``params`` is below the PyTorch module's parameter count. Raises BuildError for an
-    unreadable file.
-    """
+    """Element counts of an ONNX file's initializers: ``params`` and ``quantization_params``
+    (see :func:`furiosa.artifacts.onnx_io.parameter_counts`). Raises BuildError for an unreadable file."""
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except (OSError, ValueError, onnx.checker.ValidationError) as exc:
+        return parameter_counts(Path(path))
+    except (OSError, ValueError) as exc:  # ModelBinaryError and UnsafePathError are ValueErrors
         raise BuildError(f"cannot read {path} as ONNX: {exc}") from exc
-    qparams = set()
-    for node in _all_nodes(model.graph):
-        positions = _QPARAM_INPUTS.get(node.op_type)
-        if positions is None and node.op_type == "QLinearConcat":
-            positions = frozenset(i for i in range(len(node.input)) if i < 2 or (i - 2) % 3)
-        for i, name in enumerate(node.input):
-            if positions and i in positions:
-                qparams.add(name)
-    counts = {"params": 0, "quantization_params": 0}
-    for init in model.graph.initializer:
-        if init.data_type in _NON_PARAM_TYPES:
-            continue
-        key = "quantization_params" if init.name in qparams else "params"
-        counts[key] += int(np.prod(init.dims, dtype=np.int64))
-    return counts
 
 
 def count_onnx_params(path: Path) -> int:
     """Weights and biases in an ONNX file, scales and zero points excluded (see :func:`onnx_param_counts`)."""
     return onnx_param_counts(path)["params"]
-
-
-def _all_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _all_nodes(attr.g)
-            for sub in attr.graphs:
-                yield from _all_nodes(sub)
 
 
 # --------------------------------------------------------------------------- gates and metrics

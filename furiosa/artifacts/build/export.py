@@ -25,8 +25,8 @@ import onnx
 import torch
 
 from furiosa.artifacts.build._io import atomic_path
-from furiosa.artifacts.build._ort import ORT_ERRORS, cpu_session
 from furiosa.artifacts.errors import BuildError, GateError, SpecError
+from furiosa.artifacts.onnx_io import ORT_ERRORS, cpu_session, graph_io, read_model
 
 __all__ = ["ExportReport", "export_onnx"]
 
@@ -200,13 +200,14 @@ def _check(path: Path, *, input_name: str, output_names: tuple[str, ...], opset:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise BuildError(f"onnx.checker rejected the export for {where}: {exc}") from exc
-    graph = onnx.load(str(path), load_external_data=False)
-    got_opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), None)
+    model = read_model(path)
+    got_opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if got_opset != opset:
         raise BuildError(f"export for {where} has opset {got_opset}, params ask for {opset}; "
                          "use the torchscript exporter or an opset this exporter supports")
-    inputs = [i.name for i in graph.graph.input]
-    outputs = tuple(o.name for o in graph.graph.output)
+    graph_inputs, graph_outputs = graph_io(model)
+    inputs = [i.name for i in graph_inputs]
+    outputs = tuple(o.name for o in graph_outputs)
     if inputs != [input_name] or outputs != output_names:
         raise BuildError(f"export for {where} has inputs {inputs} and outputs {list(outputs)}, "
                          f"expected [{input_name!r}] and {list(output_names)}; does forward() return "

@@ -25,9 +25,9 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from furiosa.artifacts.build._fold import fold_pads_into_convs
 from furiosa.artifacts.build._io import atomic_path
-from furiosa.artifacts.build._ort import ORT_ERRORS
 from furiosa.artifacts.build.calibrate import NpzCalibrationReader
 from furiosa.artifacts.errors import BuildError, SpecError
+from furiosa.artifacts.onnx_io import ORT_ERRORS, graph_io, read_model
 
 __all__ = ["QuantSettings", "QuantizeReport", "quantize_model"]
 
@@ -232,16 +232,12 @@ def _names(value: Any, where: str) -> tuple[str, ...]:
 
 def _single_input(path: Path) -> tuple[str, tuple[int | str, ...]]:
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except (OSError, ValueError, onnx.checker.ValidationError) as exc:
+        inputs = graph_io(path)[0]
+    except (OSError, ValueError) as exc:  # ModelBinaryError and UnsafePathError are ValueErrors
         raise BuildError(f"cannot read {path} as ONNX: {exc}") from exc
-    initializers = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1:
         raise BuildError(f"{path} has inputs {[i.name for i in inputs]}; quantize_model handles one image input")
-    dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-                 for d in inputs[0].type.tensor_type.shape.dim)
-    return inputs[0].name, dims
+    return inputs[0].name, inputs[0].symbolic_shape("?")
 
 
 def _check_calibration_shape(sample: tuple[int, ...], input_shape: tuple[int | str, ...],
@@ -266,7 +262,7 @@ def _warn_on_known_traps(settings: QuantSettings) -> None:
 def _check_excluded_nodes(path: Path, excluded: tuple[str, ...]) -> None:
     if not excluded:
         return
-    names = {n.name for n in onnx.load(str(path), load_external_data=False).graph.node}
+    names = {n.name for n in read_model(path).graph.node}
     unknown = [n for n in excluded if n not in names]
     if unknown:
         sample = sorted(names)[:5]
@@ -275,7 +271,7 @@ def _check_excluded_nodes(path: Path, excluded: tuple[str, ...]) -> None:
 
 
 def _quantized_ops(path: Path) -> dict[str, int]:
-    graph = onnx.load(str(path), load_external_data=False).graph
+    graph = read_model(path).graph
     counts = Counter(n.op_type for n in graph.node
                      if n.op_type == "QuantizeLinear" or n.op_type.startswith(_QOPERATOR_PREFIXES))
     return dict(sorted(counts.items()))

@@ -144,16 +144,9 @@ def quantize_stage(params: Params, name: str, *, fp32: Path, calibration: Path, 
 
 
 def _run(path: Path, tensor: np.ndarray, *, threads: int, batch: int = 8) -> Dict[str, np.ndarray]:
-    from furiosa.artifacts.build._ort import cpu_session
+    from furiosa.artifacts.onnx_io import cpu_session, run_batched
 
-    session = cpu_session(path, threads=threads)
-    name = session.get_inputs()[0].name
-    names = [o.name for o in session.get_outputs()]
-    parts: Dict[str, List[np.ndarray]] = {n: [] for n in names}
-    for start in range(0, len(tensor), batch):
-        for key, value in zip(names, session.run(None, {name: tensor[start:start + batch]})):
-            parts[key].append(value)
-    return {k: np.concatenate(v) for k, v in parts.items()}
+    return run_batched(cpu_session(path, threads=threads), tensor, batch_size=batch)
 
 
 AGREEMENT_MAX_DETECTIONS = 100  # COCOeval maxDets: uncapped specs compare their best 100 per image (small IoU matrix)

@@ -83,20 +83,15 @@ def model_class() -> type:
     return CatalogModel
 
 
-def _tensors(source: bytes) -> Dict[str, list]:
-    import onnx
-    from onnx import helper
+def _tensors(source: bytes, what: str) -> Dict[str, list]:
+    from furiosa.artifacts.onnx_io import graph_io
 
-    graph = onnx.load_model_from_string(source).graph
-    initializers = {init.name for init in graph.initializer}
+    inputs, outputs = graph_io(source, what=what)
 
-    def tensor(value: Any) -> dict:
-        t = value.type.tensor_type
-        return {"name": value.name, "datatype": str(helper.tensor_dtype_to_np_dtype(t.elem_type)),
-                "shape": [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]}
+    def tensor(info: Any) -> dict:
+        return {"name": info.name, "datatype": info.datatype, "shape": list(info.shape)}
 
-    return {"inputs": [tensor(v) for v in graph.input if v.name not in initializers],
-            "outputs": [tensor(v) for v in graph.output]}
+    return {"inputs": [tensor(i) for i in inputs], "outputs": [tensor(o) for o in outputs]}
 
 
 def _metadata(entry: Artifact) -> Dict[str, Any]:
@@ -137,7 +132,7 @@ def _build(root: Path, entry: Artifact, version: Optional[str], precision: Optio
     cls = model_class()
     model = cls(name=entry.name, source=source, format=fmt, family=entry.family, version=entry.version,
                 metadata=_metadata(entry), precision=precision, synthetic=synthetic,
-                **(_tensors(source) if fmt == "onnx" else {}))
+                **(_tensors(source, f"{entry.name} {precision} binary") if fmt == "onnx" else {}))
     object.__setattr__(model, "__doc__", _doc(entry))  # what the client's help(uri, name, version) returns
     model._code_name = entry.name if entry.format == "code" else (built[0].name if built else None)
     return model
