@@ -15,10 +15,12 @@ import pytest
 from PIL import Image
 
 from conftest import REPO_ROOT, copy_repo, run_cli
-from furiosa.artifacts.cards import PLOT_DPI, PLOT_SIZE, card_relpath, render_card, render_plot
 from furiosa.artifacts.docs import stale_docs
+from furiosa.artifacts.facts import card_relpath
 from furiosa.artifacts.loader import is_synthetic
 from furiosa.artifacts.pipeline.params import load_params
+from furiosa.artifacts.render.markdown import render_card
+from furiosa.artifacts.render.plot import PLOT_DPI, PLOT_SIZE, render_plot
 from furiosa.artifacts.storage.lockfile import read_outputs
 
 pytestmark = pytest.mark.slow  # needs the built binaries (the README's main command)

@@ -14,7 +14,7 @@ from PIL import Image, ImageChops, ImageDraw
 
 from conftest import REPO_ROOT, run_cli
 from furiosa.artifacts.catalog.entries import read_entries
-from furiosa.artifacts.cli_client import box_color
+from furiosa.artifacts.vision.draw import box_color
 from furiosa.artifacts.layout import binary_relpath
 from furiosa.artifacts.loader import is_synthetic
 from furiosa.artifacts.pipeline.params import load_params

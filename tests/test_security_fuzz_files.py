@@ -184,8 +184,9 @@ def _readers() -> Dict[str, Tuple[List[Callable[[Path], Any]], List[Callable[[Pa
     from furiosa.artifacts.catalog.entries import read_entries
     from furiosa.artifacts.catalog.lint import lint_catalog, unbuilt_binaries
     from furiosa.artifacts.catalog.pipeline import declared_outputs
-    from furiosa.artifacts.cards import model_facts, read_metrics, render_card
-    from furiosa.artifacts.cli_client import format_facts
+    from furiosa.artifacts.facts import model_facts, read_metrics
+    from furiosa.artifacts.render.markdown import render_card
+    from furiosa.artifacts.render.text import format_facts
     from furiosa.artifacts.pipeline.params import load_params
     from furiosa.artifacts.registries import check_dvc_artifacts
     from furiosa.artifacts.registries.dvc_artifacts import gto_config_problems

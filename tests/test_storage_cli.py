@@ -1,4 +1,4 @@
-"""``pull`` and ``publish`` subcommands: a parser built with cli_storage.register, and one real subprocess.
+"""``pull`` and ``publish`` subcommands: a parser built with cli.storage.register, and one real subprocess.
 
 The remotes are a local directory and http.server on 127.0.0.1 (see test_storage_support).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from furiosa.artifacts.cli_storage import register
+from furiosa.artifacts.cli.storage import register
 from test_storage_support import (  # noqa: F401  (fixtures)
     consumer_checkout,
     env,
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow  # real DVC/git/LFS/S3/venv or built binaries: the
 
 MAIN = (
     "import argparse, sys\n"
-    "from furiosa.artifacts.cli_storage import register\n"
+    "from furiosa.artifacts.cli.storage import register\n"
     "parser = argparse.ArgumentParser(prog='furiosa-artifacts')\n"
     "register(parser.add_subparsers(dest='command', required=True))\n"
     "args = parser.parse_args()\n"

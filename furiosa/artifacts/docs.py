@@ -77,7 +77,7 @@ def generated_docs(root: Path) -> Dict[Path, Union[str, bytes]]:
     The model cards (docs/models/<name>.md, and <name>.png for built models) are generated from the
     workspace's build: regenerate them after every build.
     """
-    from furiosa.artifacts.cards import generated_cards
+    from furiosa.artifacts.render.cards import generated_cards
 
     root = Path(root)
     entries = read_entries(root)

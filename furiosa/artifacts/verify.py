@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from furiosa.artifacts.cards import code_entry, read_metrics, read_model_spec
+from furiosa.artifacts.facts import code_entry, read_metrics, read_model_spec
 from furiosa.artifacts.catalog.entries import read_entries
 from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError, LockFileError, UnsafePathError
 from furiosa.artifacts.layout import PRECISIONS, binary_relpath, metrics_relpath, model_dir

@@ -12,32 +12,22 @@ import logging
 import sys
 from pathlib import Path
 
-from furiosa.artifacts.catalog._yaml import printable
-from furiosa.artifacts.storage.remote import redact
-from furiosa.artifacts.errors import ArtifactsError, UnreadableFileError
+from furiosa.artifacts.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_json_option,
+    add_root_option,
+    exit_code,
+    fail,
+    repo_root,
+)
+from furiosa.artifacts.errors import ArtifactsError
 from furiosa.artifacts.storage.resolver import DEFAULT_JOBS
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PRECISION_CHOICES = ("int8", "fp32", "all")
-
-
-def exit_code(exc: BaseException) -> int:
-    """2 when an input file (dvc.lock, .dvc/config) is unreadable, else 1."""
-    return EXIT_USAGE if isinstance(exc, UnreadableFileError) else EXIT_FAILED
-
-
-def _bounded(message: str, limit: int = 4000) -> str:
-    """``message`` cut at ``limit`` characters: an error never floods the terminal with a hostile value."""
-    return message if len(message) <= limit else f"{message[:limit]}... ({len(message) - limit} more characters)"
-
-
-def _fail(message: str, as_json: bool, code: int = EXIT_FAILED) -> int:
-    message = _bounded(redact(message))
-    if as_json:
-        print(json.dumps({"ok": False, "error": printable(message), "resolved": [], "failed": []}, indent=2))
-    else:
-        print(f"error: {printable(message)}", file=sys.stderr)
-    return code
+PULL_ROOT_HELP = ("repository root (default: . when it holds artifacts.yaml, else the catalog this package was "
+                  "installed with; there binaries only go to the shared cache)")
+NOTHING_RESOLVED = {"resolved": [], "failed": []}  # what a `pull --json` that failed outright also says
 
 
 def _binaries(entry, precision: str | None) -> list[tuple[str, str]]:
@@ -86,14 +76,12 @@ def _pull_release(args: argparse.Namespace) -> int:
     """``pull NAME --rev REV | --stage STAGE``: the binaries of a GTO version/stage (dvc.lock at its tag)."""
     from furiosa.artifacts.registries.gto import artifact_names, resolve
 
-    from furiosa.artifacts.cli_client import repo_root
-
     root = repo_root(args.root)
     rows, failed = [], []
     try:
         targets = [(n, p) for name in args.names for _, n, p in artifact_names(root, name, args.precision)]
     except (ArtifactsError, ValueError) as exc:
-        return _fail(str(exc), args.json, exit_code(exc))
+        return fail(str(exc), as_json=args.json, code=exit_code(exc), sanitize=True, fields=NOTHING_RESOLVED)
     for name, precision in dict.fromkeys(targets):
         try:
             got = resolve(root, name, rev=args.rev, stage=args.stage, precision=precision, remote=args.remote,
@@ -122,10 +110,8 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     if args.rev is not None or args.stage is not None:
         return _pull_release(args)
     from furiosa.artifacts.catalog.entries import read_entries
-    from furiosa.artifacts.storage.resolver import checkout, resolve_binaries
-
-    from furiosa.artifacts.cli_client import repo_root
     from furiosa.artifacts.layout import is_bundle
+    from furiosa.artifacts.storage.resolver import checkout, resolve_binaries
 
     root = repo_root(args.root)
     bundle = is_bundle(root)  # an installed catalog: fill the shared cache, never write into site-packages
@@ -150,7 +136,7 @@ def _cmd_pull(args: argparse.Namespace) -> int:
             path = resolved.path if args.no_checkout or bundle else checkout(root, resolved)
             rows.append({"name": name, "precision": precision, **resolved.as_dict(), "path": str(path)})
     except ArtifactsError as exc:
-        return _fail(str(exc), args.json, exit_code(exc))
+        return fail(str(exc), as_json=args.json, code=exit_code(exc), sanitize=True, fields=NOTHING_RESOLVED)
     for relpath, exc in report.failed.items():
         name, precision = wanted[relpath]
         failed.append({"name": name, "precision": precision, "relpath": relpath, "error": str(exc)})
@@ -168,14 +154,10 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from furiosa.artifacts.storage.publish import publish_lfs
 
     try:
-        report = publish_lfs(Path(args.root), args.lfs, branch=args.branch, message=args.message,
+        report = publish_lfs(repo_root(args.root), args.lfs, branch=args.branch, message=args.message,
                              lfs_url=args.lfs_url, remote=args.remote, progress=not args.json and sys.stderr.isatty())
     except ArtifactsError as exc:
-        if args.json:
-            print(json.dumps({"ok": False, "error": str(exc)}, indent=2))
-        else:
-            print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(str(exc), as_json=args.json)
     if args.json:
         print(json.dumps({"ok": True, **report.as_dict()}, indent=2))
     else:
@@ -199,8 +181,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pull.add_argument("--precision", choices=PRECISION_CHOICES,
                       help="which binary of a code entry (default: int8); an onnx entry is its own single file")
     pull.add_argument("--remote", help="DVC remote name from .dvc/config (default: the default remote)")
-    pull.add_argument("--root", help="repository root (default: . when it holds artifacts.yaml, else the catalog "
-                      "this package was installed with; there binaries only go to the shared cache)")
+    add_root_option(pull, help=PULL_ROOT_HELP)
     pull.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help=f"parallel transfers (default: {DEFAULT_JOBS})")
     pull.add_argument("--retries", type=int, default=3,
                       help="extra attempts per transfer after a network error (default: 3)")
@@ -212,7 +193,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     release.add_argument("--stage", help="the version GTO assigned to STAGE (tag NAME#STAGE#N), e.g. prod; "
                          "implies --no-checkout")
     pull.add_argument("--verbose", action="store_true", help="show where each binary was looked for")
-    pull.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_option(pull)
     pull.set_defaults(func=_cmd_pull, parser=pull)
 
     publish = subparsers.add_parser(
@@ -220,10 +201,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Commit the catalog (git-tracked files) and the binaries dvc.lock records under models/ "
         "(as Git LFS objects, .gitattributes generated) to a branch of GIT_URL and push it.")
     publish.add_argument("--lfs", required=True, metavar="GIT_URL", help="git repository to publish to")
-    publish.add_argument("--root", default=".", help="repository root (default: .)")
+    add_root_option(publish, default=".")
     publish.add_argument("--branch", default="main", help="branch to publish (default: main)")
     publish.add_argument("--lfs-url", help="separate Git LFS server URL (written to .lfsconfig)")
     publish.add_argument("--remote", help="DVC remote for binaries not found locally")
     publish.add_argument("--message", help="commit message")
-    publish.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_option(publish)
     publish.set_defaults(func=_cmd_publish)

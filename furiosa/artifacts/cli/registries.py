@@ -11,14 +11,13 @@ import json
 import sys
 from pathlib import Path
 
+from furiosa.artifacts.cli.common import EXIT_FAILED, EXIT_OK, add_json_option, add_root_option, fail, repo_root
 from furiosa.artifacts.errors import ArtifactsError
-
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def _generated(args: argparse.Namespace, check, write, what: str) -> int:
     """``--check`` (list the drift, exit 1) or write a generated part of dvc.yaml."""
-    root = Path(args.root)
+    root = repo_root(args.root)
     if args.check:
         problems = check(root)
         if args.json:
@@ -33,8 +32,7 @@ def _generated(args: argparse.Namespace, check, write, what: str) -> int:
     try:
         changed = write(root)
     except (ArtifactsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(str(exc), as_json=False)  # stderr even with --json
     if args.json:
         print(json.dumps({"ok": True, "changed": [str(p) for p in changed]}, indent=2))
     else:
@@ -81,14 +79,10 @@ def _cmd_release(args: argparse.Namespace) -> int:
     from furiosa.artifacts.registries.release import release
 
     try:
-        steps = release(Path(args.root), args.name, version=args.version, stage=args.stage,
+        steps = release(repo_root(args.root), args.name, version=args.version, stage=args.stage,
                         precision=args.precision, allow_synthetic=args.allow_synthetic, remote=args.remote)
     except (ArtifactsError, ValueError) as exc:
-        if args.json:
-            print(json.dumps({"ok": False, "error": str(exc), "tags": []}, indent=2))
-        else:
-            print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(str(exc), as_json=args.json, fields={"tags": []})
     if args.json:
         print(json.dumps({"ok": True, "tags": [s.as_dict() for s in steps]}, indent=2))
         return EXIT_OK
@@ -126,8 +120,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         gen = subparsers.add_parser(name, help=help_text, description=description)
         gen.add_argument("--check", action="store_true",
                          help="only compare; exit 1 and list the differences when anything is stale")
-        gen.add_argument("--root", default=".", help="repository root (default: .)")
-        gen.add_argument("--json", action="store_true", help="machine-readable output")
+        add_root_option(gen, default=".")
+        add_json_option(gen)
         gen.set_defaults(func=func)
 
     rel = subparsers.add_parser(
@@ -145,6 +139,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rel.add_argument("--allow-synthetic", action="store_true",
                      help="register a build from synthetic weights anyway (the tag message says so)")
     rel.add_argument("--remote", help="DVC remote to look for binaries not found locally")
-    rel.add_argument("--root", default=".", help="repository root (default: .)")
-    rel.add_argument("--json", action="store_true", help="machine-readable output")
+    add_root_option(rel, default=".")
+    add_json_option(rel)
     rel.set_defaults(func=_cmd_release)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List
 
+from furiosa.artifacts.cli.common import EXIT_OK, add_json_option, add_root_option, fail, repo_root
 from furiosa.artifacts.errors import ArtifactsError
 
-EXIT_OK, EXIT_FAILED = 0, 1
+CACHE_ROOT_HELP = "catalog whose dvc.lock names the binaries (default: as `list`)"
 
 
 def _catalog_binaries(root: Path) -> Dict[str, Dict[str, str]]:
@@ -75,7 +75,6 @@ def _size(n: int) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from furiosa.artifacts.cli_client import repo_root
     from furiosa.artifacts.sources.cache import cache_root
 
     rows = scan(repo_root(args.root))
@@ -93,7 +92,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_clean(args: argparse.Namespace) -> int:
     from furiosa.artifacts.catalog.entries import find_entry, read_entries
-    from furiosa.artifacts.cli_client import repo_root
 
     root = repo_root(args.root)
     if not (args.names or args.all or args.unreferenced or args.partial):
@@ -103,8 +101,7 @@ def _cmd_clean(args: argparse.Namespace) -> int:
         entries = read_entries(root, validate=False)
         names = {find_entry(entries, n).name for n in args.names}
     except ArtifactsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(str(exc), as_json=False)
     chosen = [r for r in rows if args.all or (r["partial"] and args.partial) or (r["model"] in names)
               or (args.unreferenced and r["algo"] == "md5" and r["model"] is None)]
     freed = 0
@@ -115,8 +112,7 @@ def _cmd_clean(args: argparse.Namespace) -> int:
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                print(f"error: cannot remove {r['path']}: {exc.strerror or exc}", file=sys.stderr)
-                return EXIT_FAILED
+                return fail(f"cannot remove {r['path']}: {exc.strerror or exc}", as_json=False)
         freed += r["size"]
     verb = "would remove" if args.dry_run else "removed"
     if args.json:
@@ -138,8 +134,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
     sub.required = True
     ls = sub.add_parser("list", help="every cached file, with size, last use and the catalog binary it is")
-    ls.add_argument("--json", action="store_true", help="machine-readable output")
-    ls.add_argument("--root", help="catalog whose dvc.lock names the binaries (default: as `list`)")
+    add_json_option(ls)
+    add_root_option(ls, help=CACHE_ROOT_HELP)
     ls.set_defaults(func=_cmd_list)
     clean = sub.add_parser("clean", help="remove cached files (by model, unreferenced, partial, or all)")
     clean.add_argument("names", nargs="*", metavar="NAME", help="remove the cached binaries of these models")
@@ -148,6 +144,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     clean.add_argument("--partial", action="store_true", help="remove partial (interrupted) downloads")
     clean.add_argument("--all", action="store_true", help="remove everything in the cache")
     clean.add_argument("--dry-run", action="store_true", help="only print what would be removed")
-    clean.add_argument("--json", action="store_true", help="machine-readable output")
-    clean.add_argument("--root", help="catalog whose dvc.lock names the binaries (default: as `list`)")
+    add_json_option(clean)
+    add_root_option(clean, help=CACHE_ROOT_HELP)
     clean.set_defaults(func=_cmd_clean, parser=clean)

@@ -8,19 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any, Dict
 
-from furiosa.artifacts.cli_client import positive_int
+from furiosa.artifacts.cli.common import EXIT_OK, add_json_option, add_root_option, fail, positive_int, repo_root
 from furiosa.artifacts.errors import ArtifactsError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PRECISIONS = ("fp32", "int8")
-
-
-def _fail(message: str, as_json: bool) -> int:
-    if as_json:
-        print(json.dumps({"ok": False, "error": message}, indent=2))
-    else:
-        print(f"error: {message}", file=sys.stderr)
-    return EXIT_FAILED
 
 
 def format_report(name: str, report: Dict[str, Any]) -> str:
@@ -42,9 +33,8 @@ def format_report(name: str, report: Dict[str, Any]) -> str:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from furiosa.artifacts.accuracy import evaluate_coco, evaluate_imagenet
-    from furiosa.artifacts.cards import code_entry
     from furiosa.artifacts.catalog.entries import read_entries
-    from furiosa.artifacts.cli_client import repo_root
+    from furiosa.artifacts.facts import code_entry
     from furiosa.artifacts.loader import load_from_repo
 
     if args.coco is not None and args.annotations is None:
@@ -74,7 +64,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                                    skip_empty=args.skip_empty_images, batch_size=args.batch_size,
                                    progress=progress)
     except ArtifactsError as exc:
-        return _fail(str(exc), args.json)
+        return fail(str(exc), as_json=args.json)
     result = report.to_dict()
     print(json.dumps(result, indent=2) if args.json else format_report(entry.name, result))
     return EXIT_OK
@@ -104,9 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="COCO: leave out images without annotations (MLPerf's SSD-ResNet34 loader does)")
     parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="images per run (default 8)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    parser.add_argument("--json", action="store_true",
-                        help='machine-readable: {"<precision>": {"top1", "top5"} or {"map", "map50"}, "dataset", '
-                        '"count"}')
-    parser.add_argument("--root", help="repository root (default: . when it holds artifacts.yaml, else the "
-                        "repository this package is installed from)")
+    add_json_option(parser, help='machine-readable: {"<precision>": {"top1", "top5"} or {"map", "map50"}, '
+                    '"dataset", "count"}')
+    add_root_option(parser)
     parser.set_defaults(func=_cmd_evaluate, parser=parser)

@@ -12,30 +12,21 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 from pathlib import Path
 
+from furiosa.artifacts.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_json_option, fail
 from furiosa.artifacts.errors import ArtifactsError
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def _fail(args: argparse.Namespace, code: int, message: str) -> int:
-    if args.json:
-        print(json.dumps({"ok": False, "error": message}, indent=2))
-    else:
-        print(f"error: {message}", file=sys.stderr)
-    return code
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from furiosa.artifacts.vision.models import list_models
 
     if args.name not in list_models():
-        return _fail(args, EXIT_USAGE, f"unknown model {args.name!r}; catalog models: {', '.join(list_models())}")
+        return fail(f"unknown model {args.name!r}; catalog models: {', '.join(list_models())}", as_json=args.json,
+                    code=EXIT_USAGE)
     path = Path(args.file)
     if not path.is_file():
-        return _fail(args, EXIT_USAGE, f"{path}: no such file")
+        return fail(f"{path}: no such file", as_json=args.json, code=EXIT_USAGE)
     import torch
 
     from furiosa.artifacts.build._io import atomic_write_bytes
@@ -44,7 +35,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     try:
         state, report = convert_weights(path, args.name, member=args.member)
     except ArtifactsError as exc:
-        return _fail(args, EXIT_FAILED, str(exc))
+        return fail(str(exc), as_json=args.json, code=EXIT_FAILED)
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(Path(args.out), buffer.getvalue())
@@ -73,5 +64,5 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     convert.add_argument("file", metavar="FILE", help="the weights file (.pth, .safetensors, .onnx, .pb, .tar.gz)")
     convert.add_argument("--out", required=True, help="where to write the state dict (written atomically)")
     convert.add_argument("--member", help="the weights file inside a tar/tar.gz archive")
-    convert.add_argument("--json", action="store_true", help="print the conversion report as JSON")
+    add_json_option(convert, help="print the conversion report as JSON")
     convert.set_defaults(func=_cmd_convert)
