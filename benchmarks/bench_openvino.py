@@ -70,16 +70,12 @@ def _flags() -> dict[str, bool]:
 
 def float_ops(int8_path: Path) -> dict[str, int]:
     """Node counts by type of the ORT-optimised int8 graph that compute in float (not int8, not data movement)."""
-    import onnx
-    import onnxruntime as ort
+    from furiosa.artifacts.onnx_io import cpu_session, read_model
 
     with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        ort.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
-        graph = onnx.load(options.optimized_model_filepath, load_external_data=False).graph
+        optimized = Path(tmp) / "optimized.onnx"
+        cpu_session(int8_path, optimized_model_filepath=optimized)
+        graph = read_model(optimized).graph
     counts = collections.Counter(n.op_type for n in graph.node if n.op_type not in INT8_OPS | SHAPE_OPS)
     return dict(counts.most_common())
 

@@ -152,19 +152,15 @@ def _spec_tensors(spec: Any) -> Dict[str, Any]:
 
 
 def _onnx_tensors(path: Path) -> Dict[str, Any]:
-    import onnx
+    from furiosa.artifacts.onnx_io import graph_io
 
-    graph = onnx.load(str(path), load_external_data=False).graph
-    initializers = {init.name for init in graph.initializer}
+    inputs, outputs = graph_io(Path(path))
 
-    def info(value: Any) -> Dict[str, Any]:
-        tensor = value.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name if tensor.elem_type else "?"
-        return {"name": value.name, "datatype": dtype, "shape": dims}
+    def info(tensor: Any) -> Dict[str, Any]:
+        return {"name": tensor.name, "datatype": "?" if tensor.datatype == "undefined" else tensor.datatype,
+                "shape": list(tensor.symbolic_shape("?"))}
 
-    return {"inputs": [info(v) for v in graph.input if v.name not in initializers],
-            "outputs": [info(v) for v in graph.output]}
+    return {"inputs": [info(t) for t in inputs], "outputs": [info(t) for t in outputs]}
 
 
 def _preprocess(spec: Any) -> Dict[str, Any]:

@@ -147,12 +147,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def predict_one(model: Any, image: str, *, top_k: Optional[int]) -> List[Any]:
     """Results (Classification or Detection, best first) of ``model`` on one image path."""
+    from furiosa.artifacts.onnx_io import run_batched
     from furiosa.artifacts.vision.postprocess import classify
 
     tensor, contexts = model.preprocess([image])
-    session = model.session
-    names = [o.name for o in session.get_outputs()]
-    outputs = dict(zip(names, session.run(None, {session.get_inputs()[0].name: tensor})))
+    outputs = run_batched(model.session, tensor)
     if model.spec.task == "classification":
         return classify(model.output_by_name(outputs, model.spec.output_names[0]), model.spec, top_k=top_k)[0]
     detections = model.postprocess(outputs, contexts)[0]
