@@ -19,7 +19,7 @@ EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
 
 def _cmd_lint(args: argparse.Namespace) -> int:
-    from furiosa.artifacts.catalog._yaml import printable
+    from furiosa.artifacts.catalog.yaml_io import printable
     from furiosa.artifacts.catalog.lint import lint_catalog, unbuilt_binaries
 
     try:

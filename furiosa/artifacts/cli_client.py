@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from furiosa.artifacts.catalog._yaml import printable, printable_lines
+from furiosa.artifacts.catalog.yaml_io import printable, printable_lines
 from furiosa.artifacts.storage.remote import redact
 from furiosa.artifacts.errors import ArtifactsError
 

@@ -38,7 +38,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         return _fail(args, EXIT_USAGE, f"{path}: no such file")
     import torch
 
-    from furiosa.artifacts.build._io import atomic_write_bytes
+    from furiosa.artifacts.atomic import atomic_write_bytes
     from furiosa.artifacts.weights_io import convert_weights
 
     try:

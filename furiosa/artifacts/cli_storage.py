@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from furiosa.artifacts.catalog._yaml import printable
+from furiosa.artifacts.catalog.yaml_io import printable
 from furiosa.artifacts.storage.remote import redact
 from furiosa.artifacts.errors import ArtifactsError, UnreadableFileError
 from furiosa.artifacts.storage.resolver import DEFAULT_JOBS

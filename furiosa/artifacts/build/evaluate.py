@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from furiosa.artifacts.build._io import atomic_write_text
+from furiosa.artifacts.atomic import atomic_write_text
 from furiosa.artifacts.build._ort import cpu_session
 from furiosa.artifacts.errors import BuildError, GateError, SpecError
 

@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from jsonschema.exceptions import ValidationError
 
-from furiosa.artifacts.catalog._yaml import (
+from furiosa.artifacts.catalog.yaml_io import (
     MAX_BYTES,
     Document,
     Pointer,
