@@ -4,6 +4,7 @@ Everything else is in pyproject.toml. See furiosa/artifacts/catalog/bundle.py fo
 """
 
 import importlib.util
+import sys
 from pathlib import Path
 
 from setuptools import setup
@@ -20,6 +21,7 @@ class BuildPyWithCatalog(build_py):
         super().run()
         if getattr(self, "editable_mode", False):
             return
+        sys.path.insert(0, str(HERE))  # bundle.py imports furiosa.artifacts.atomic (standard library only)
         spec = importlib.util.spec_from_file_location("_furiosa_bundle", HERE / "furiosa/artifacts/catalog/bundle.py")
         bundle = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(bundle)

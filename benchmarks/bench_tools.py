@@ -236,7 +236,7 @@ def bench_hashing(*, megabytes: int, rounds: int) -> dict[str, Any]:
     import numpy as np
 
     _repo_on_path()
-    from furiosa.artifacts.sources import _fs
+    from furiosa.artifacts.sources import diskio
     from furiosa.artifacts.sources.cache import hash_file
 
     with tempfile.TemporaryDirectory(prefix="furiosa-bench-hash-") as tmp:
@@ -260,7 +260,7 @@ def bench_hashing(*, megabytes: int, rounds: int) -> dict[str, Any]:
             for key in (list(cases) if r % 2 == 0 else list(cases)[::-1]):
                 times[key].append(_timed(cases[key]))
     rates = {k: megabytes / statistics.median(v) for k, v in times.items()}
-    out: dict[str, Any] = {"status": "ok", "megabytes": megabytes, "rounds": rounds, "chunk_bytes": _fs.CHUNK_SIZE,
+    out: dict[str, Any] = {"status": "ok", "megabytes": megabytes, "rounds": rounds, "chunk_bytes": diskio.CHUNK_SIZE,
                            "mb_per_s": rates}
     for algo in ("md5", "sha256"):
         if f"{algo}sum" in rates:

@@ -172,6 +172,8 @@ def _print_summary(results: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from furiosa.artifacts.atomic import atomic_write_text
+
     args = parse_args(argv)
     path = args.out / "results.json"
     if args.docs_only:
@@ -184,10 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results = measure(args, argv)
     bench_report.validate(results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", "utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(results, indent=2, sort_keys=False) + "\n")
     bench_report.plot(results, args.out / "results.png")
     _print_summary(results)
     _say(f"wrote {path} and {args.out / 'results.png'}")

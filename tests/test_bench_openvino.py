@@ -12,7 +12,7 @@ from conftest import REPO_ROOT
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import bench_openvino  # noqa: E402
 
-from furiosa.artifacts.vision.postprocess import _scores  # noqa: E402
+from furiosa.artifacts.vision.postprocess import class_scores  # noqa: E402
 from furiosa.artifacts.vision.specs import load_spec  # noqa: E402
 
 
@@ -26,7 +26,7 @@ def test_isa_from_cpu_flags():
 def test_worst_case_puts_every_anchor_over_the_threshold(name):
     spec = load_spec(name)
     loc, conf = bench_openvino.worst_case_inputs(name)
-    scores = _scores(conf[0], spec.postprocess.score)[:, 1:]
+    scores = class_scores(conf[0], spec.postprocess.score)[:, 1:]
     over = scores > spec.postprocess.score_threshold
     assert over.any(axis=1).all()  # every anchor
     assert over.sum(axis=1).min() == (91 - 1 if spec.postprocess.score == "sigmoid" else 19)

@@ -117,8 +117,8 @@ def test_editing_code_a_stage_runs_dirties_exactly_the_stages_that_run_it(commit
 
 @pytest.mark.slow
 def test_editing_a_deep_lazy_import_dirties_every_stage_that_reaches_it(committed):
-    """sources/_transfer.py is reached only through imports inside functions (weights -> download)."""
-    module = "furiosa/artifacts/sources/_transfer.py"
+    """sources/transfer.py is reached only through imports inside functions (weights -> download)."""
+    module = "furiosa/artifacts/sources/transfer.py"
     got = _edit_and_status(committed, module)
     models = yaml.safe_load((committed / "params.yaml").read_text("utf-8"))["models"]
     assert got == {s for s, files in instances(committed).items() if module in files}

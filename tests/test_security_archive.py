@@ -157,18 +157,18 @@ def test_temporaries_of_a_killed_process_are_swept_by_the_next_write(tmp_path: P
     import subprocess
     import sys
 
-    from furiosa.artifacts.sources import _fs
+    from furiosa.artifacts import atomic
 
     final, dest = tmp_path / "cache" / "blob", tmp_path / "out" / "model"
     script = f"""
 import os, signal, tempfile
 from pathlib import Path
-from furiosa.artifacts.sources import _fs
+from furiosa.artifacts import atomic
 final, dest = Path({str(final)!r}), Path({str(dest)!r})
 dest.parent.mkdir(parents=True)
-staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=_fs.sibling_prefix(dest), suffix=_fs.INCOMPLETE_SUFFIX))
+staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=atomic.temp_prefix(dest), suffix=atomic.TEMP_SUFFIX))
 (staging / "half.bin").write_bytes(b"y" * (1 << 20))
-with _fs.temporary_sibling(final) as tmp:
+with atomic.temporary_sibling(final) as tmp:
     with open(tmp, "wb") as fh:
         fh.write(b"x" * (8 << 20))
         fh.flush()
@@ -184,7 +184,7 @@ with _fs.temporary_sibling(final) as tmp:
 
     src = tmp_path / "src.bin"
     src.write_bytes(b"data")
-    _fs.atomic_copy(src, final)
+    atomic.atomic_copy(src, final)
     assert final.read_bytes() == b"data"
     assert sorted(p.name for p in final.parent.iterdir()) == sorted(["blob", live.name])
 

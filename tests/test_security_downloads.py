@@ -186,7 +186,7 @@ def test_unparseable_retry_after_falls_back_to_the_default_backoff(hostile: Host
 
 
 def test_retry_after_parser_never_raises() -> None:
-    from furiosa.artifacts.sources._transfer import retry_after
+    from furiosa.artifacts.sources.transfer import retry_after
 
     assert retry_after("120") == 120.0 and retry_after(None) is None
     assert retry_after("9" * 40) == 1e9  # valid but absurd: bounded here, capped at MAX_BACKOFF_S by the caller

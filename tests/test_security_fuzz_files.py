@@ -233,7 +233,7 @@ def _target(name: str) -> str:
 
 @pytest.mark.slow
 def test_every_file_the_tools_read_survives_10000_fuzzed_inputs(tmp_path: Path) -> None:
-    from furiosa.artifacts.catalog._yaml import load_document, parse_yaml, yaml11_differences
+    from furiosa.artifacts.catalog.yaml_io import load_document, parse_yaml, yaml11_differences
     from furiosa.artifacts.catalog.lint import lint_catalog
     from furiosa.artifacts.errors import CatalogReadError
 
@@ -324,7 +324,7 @@ def test_a_scalar_lint_accepts_is_read_the_same_by_pyyaml(scratch_catalog: Path,
     """Property: put any short plain scalar (digits, colons, signs, letters of yes/no/true/null/inf/0x/0o)
     in a string field; if lint passes the catalog, PyYAML (YAML 1.1, the client's parser) reads every
     node exactly as lint (YAML 1.2) does."""
-    from furiosa.artifacts.catalog._yaml import load_document, parse_yaml, yaml11_differences
+    from furiosa.artifacts.catalog.yaml_io import load_document, parse_yaml, yaml11_differences
     from furiosa.artifacts.catalog.lint import lint_catalog
     from furiosa.artifacts.errors import CatalogReadError
 

@@ -44,14 +44,14 @@ WEIGHTS = REPO_ROOT / "models" / "DigitsConvNet" / "weights.pt"
 
 
 def _temporaries(directory: Path, stem: str) -> list:
-    return [p for p in directory.iterdir() if p.name.startswith(f".{stem}.") and ".tmp" in p.name]
+    return [p for p in directory.iterdir() if p.name.startswith(f".{stem}.") and ".incomplete" in p.name]
 
 
 # --------------------------------------------------------------------------- killed mid-write
 
 WRITER = textwrap.dedent("""
     import sys, time
-    from furiosa.artifacts.build._io import atomic_path
+    from furiosa.artifacts.atomic import atomic_path
     with atomic_path(sys.argv[1]) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(b"\\x01" * (1 << 20))  # the first half of the new file ...

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from clients.venvs import client_python
-from furiosa.artifacts.catalog._yaml import load_document
+from furiosa.artifacts.catalog.yaml_io import load_document
 from furiosa.artifacts.catalog.schema import iter_schema_errors
 
 pytestmark = pytest.mark.slow  # runs the registry client in its own venv

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from furiosa.artifacts.errors import DownloadError, SpecError
-from furiosa.artifacts.sources import _fs, cache, fetch_weights
+from furiosa.artifacts.sources import cache, diskio, fetch_weights
 from furiosa.artifacts.sources.download import ENV_MIRRORS, download, parse_mirrors, plan_candidates
 
 SIZE = 1 << 20  # 1 MiB: several read chunks, fast to hash
@@ -296,7 +296,7 @@ def test_announced_size_mismatch_fails_before_the_body(server: FaultServer) -> N
 def test_stale_partial_with_a_wrong_prefix_is_downloaded_again(server: FaultServer) -> None:
     data, digest = payload()
     url = server.add("/w/model.pth", data)
-    partial = _fs.incomplete_path(blob_of(digest))
+    partial = diskio.incomplete_path(blob_of(digest))
     partial.parent.mkdir(parents=True)
     partial.write_bytes(b"\0" * 1000)  # left by something else: not a prefix of the file
     assert download([url], sha256=digest, size=len(data), **fast()).read_bytes() == data
@@ -310,7 +310,7 @@ def test_stale_partial_with_a_wrong_prefix_is_downloaded_again(server: FaultServ
 def test_complete_but_uncommitted_partial_needs_no_network(server: FaultServer) -> None:
     data, digest = payload()
     url = server.add("/w/model.pth", data)
-    partial = _fs.incomplete_path(blob_of(digest))
+    partial = diskio.incomplete_path(blob_of(digest))
     partial.parent.mkdir(parents=True)
     partial.write_bytes(data)  # e.g. killed between the last byte and the rename
     assert download([url], sha256=digest, size=len(data), **fast()).read_bytes() == data
@@ -437,7 +437,7 @@ def test_server_dying_mid_transfer_then_retry_resumes(server: FaultServer) -> No
     with pytest.raises(DownloadError) as info:
         download([url], sha256=digest, size=len(data), **fast(retries=1))
     assert "connection refused" in str(info.value) and "kept at" in str(info.value)
-    partial = _fs.incomplete_path(blob_of(digest))
+    partial = diskio.incomplete_path(blob_of(digest))
     assert not blob_of(digest).exists() and partial.stat().st_size == cut  # never under the final name
     revived = FaultServer(port=server.port)
     try:
@@ -453,12 +453,12 @@ def test_server_dying_mid_transfer_then_retry_resumes(server: FaultServer) -> No
 
 
 def test_disk_full_via_writer_hook(server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """ENOSPC simulated by the single write hook (_fs.write_chunk) after 256 KiB."""
+    """ENOSPC simulated by the single write hook (diskio.write_chunk) after 256 KiB."""
     data, digest = payload()
     url = server.add("/w/model.pth", data)
     other = server.add("/other/model.pth", data)
     written = 0
-    real_write = _fs.write_chunk
+    real_write = diskio.write_chunk
 
     def full_disk(fh, chunk: bytes) -> None:
         nonlocal written
@@ -467,13 +467,13 @@ def test_disk_full_via_writer_hook(server: FaultServer, monkeypatch: pytest.Monk
         written += len(chunk)
         real_write(fh, chunk)
 
-    monkeypatch.setattr(_fs, "write_chunk", full_disk)
+    monkeypatch.setattr(diskio, "write_chunk", full_disk)
     with pytest.raises(DownloadError, match="no space left on device") as info:
         download([url, other], sha256=digest, size=len(data), **fast())
     assert info.value.errno == errno.ENOSPC
     assert [e.path for e in server.requests()] == ["/w/model.pth"]  # a local fault: no other source tried
     assert_clean(digest, cached=False)
-    monkeypatch.setattr(_fs, "write_chunk", real_write)
+    monkeypatch.setattr(diskio, "write_chunk", real_write)
     assert download([url], sha256=digest, size=len(data), **fast()).read_bytes() == data
     assert_clean(digest, cached=True)
 

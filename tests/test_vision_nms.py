@@ -1,10 +1,10 @@
-"""Vectorised numpy NMS against the previous implementation (tests/_nms_oracle.py), torchvision.ops.nms /
+"""Vectorised numpy NMS against the previous implementation (tests/nms_oracle.py), torchvision.ops.nms /
 batched_nms, and the MLPerf reference code (tests/_mlperf_reference.py)."""
 
 from __future__ import annotations
 
 import _mlperf_reference as reference
-import _nms_oracle as oracle
+import nms_oracle as oracle
 import numpy as np
 import pytest
 import torch

@@ -5,11 +5,10 @@ Regenerate with ``furiosa-artifacts docs``; a test fails when the committed text
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Union
 
+from furiosa.artifacts.atomic import file_holds, update_file
 from furiosa.artifacts.catalog.entries import Artifact, read_entries
 from furiosa.artifacts.errors import ArtifactsError
 
@@ -39,38 +38,6 @@ def render_readme(text: str, entries: List[Artifact]) -> str:
     return text[: start + len(TABLE_START)] + "\n" + catalog_table(entries) + "\n" + text[end:]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _current(path: Path, content: Union[str, bytes]) -> bool:
-    """Whether ``path`` already holds ``content`` (text as UTF-8, bytes as is)."""
-    if not path.is_file():
-        return False
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    return path.read_bytes() == data
-
-
-def write_atomic(path: Path, text: Union[str, bytes]) -> bool:
-    """Write ``text`` (or bytes) to ``path`` through a temp file + rename; returns whether it changed."""
-    path = Path(path)
-    if _current(path, text):
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8") if isinstance(text, str) else text)
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True
-
-
 def generated_docs(root: Path) -> Dict[Path, Union[str, bytes]]:
     """Every generated document under ``root``, as path -> the text (or PNG bytes) it should have.
 
@@ -87,9 +54,9 @@ def generated_docs(root: Path) -> Dict[Path, Union[str, bytes]]:
 
 def stale_docs(root: Path) -> List[Path]:
     """Generated documents whose committed text differs from what would be generated."""
-    return [p for p, text in generated_docs(root).items() if not _current(p, text)]
+    return [p for p, text in generated_docs(root).items() if not file_holds(p, text)]
 
 
 def update_docs(root: Path) -> List[Path]:
     """Regenerate every generated document under ``root``; returns the files that changed."""
-    return [p for p, text in generated_docs(root).items() if write_atomic(p, text)]
+    return [p for p, text in generated_docs(root).items() if update_file(p, text)]

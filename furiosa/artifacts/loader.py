@@ -2,7 +2,9 @@
 
 Trust model: loading never imports code from the catalog repository. A ``code`` entry whose
 ``location`` is :data:`ENTRY_MODULE` and whose name is an entry point of the *installed*
-``furiosa.artifacts.artifacts`` is served by this package's own code; the repository only
+``furiosa.artifacts.artifacts`` (named by its source, which is read, never imported here: that module
+imports this one; see :func:`~furiosa.artifacts.registries.entry_module.installed_entry_points`) is
+served by this package's own code; the repository only
 supplies data (the catalog and the ONNX binaries under ``models/``). Any other ``code`` entry
 would run the repository's Python: it is refused with :class:`UntrustedCodeError` unless the
 repository is trusted (``trust_repo=True``, or its absolute path listed in
@@ -29,25 +31,16 @@ from furiosa.artifacts.errors import CatalogError, ModelNotFoundError, UnsafePat
 from furiosa.artifacts.layout import binary_relpath, metrics_relpath, package_repo_root
 from furiosa.artifacts.binaries import fetch_binary, model_provenance, warn_provenance
 from furiosa.artifacts.model import Model
+from furiosa.artifacts.registries.entry_module import ENTRY_MODULE, installed_entry_points
 
 #: Environment variable listing trusted repository roots (absolute paths, ``os.pathsep``-separated).
 ENV_TRUSTED = "FURIOSA_ARTIFACTS_TRUSTED_REPOS"
-#: The only ``location`` a ``code`` entry may have to be served without trust.
-ENTRY_MODULE = "furiosa/artifacts/artifacts.py"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 #: (repository root, entry names whose trusted code is running): lets that code's own
 #: ``load_from_repo(name)`` read its binary from that repository instead of calling itself again.
 _ACTIVE: contextvars.ContextVar[Optional[Tuple[Path, FrozenSet[str]]]] = contextvars.ContextVar(
     "furiosa_artifacts_active_repo", default=None)
-
-
-def installed_entry_points() -> FrozenSet[str]:
-    """Names of the code-format entry points defined by the installed ``furiosa.artifacts.artifacts``."""
-    from furiosa.artifacts import artifacts as module
-
-    return frozenset(name for name, value in vars(module).items()
-                     if inspect.isfunction(value) and value.__module__ == module.__name__ and not name.startswith("_"))
 
 
 def is_trusted(root: Path, *, trust_repo: bool = False) -> bool:

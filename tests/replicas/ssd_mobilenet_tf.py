@@ -33,6 +33,7 @@ import numpy as np
 
 from replicas import Replica
 
+from furiosa.artifacts.atomic import atomic_path, atomic_write_bytes
 from furiosa.artifacts.vision.tf_proto import DT_FLOAT, DT_INT32, DT_UINT8, array_to_tensor, messages, tensor_to_array
 
 ARCHIVE_NAME = "ssd_mobilenet_v1_coco_2018_01_28.tar.gz"
@@ -183,11 +184,8 @@ def graph_bytes(seed: int = 0) -> bytes:
 
 def build_graph(directory: Path, *, seed: int = 0) -> Path:
     """Write the replica ``frozen_inference_graph.pb`` under ``directory``; returns its path."""
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "frozen_inference_graph.pb"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(graph_bytes(seed))
-    tmp.replace(path)
+    atomic_write_bytes(path, graph_bytes(seed))
     return path
 
 
@@ -219,9 +217,7 @@ def build(directory: Path, *, seed: int = 0) -> Replica:
 
     ``Replica.expected`` holds the entries our network takes without batch-norm folding (see ``_unfolded``).
     """
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / ARCHIVE_NAME
-    tmp = path.with_name(path.name + ".tmp")
     graph = graph_bytes(seed)
     members = {MEMBER: graph,
                "ssd_mobilenet_v1_coco_2018_01_28/pipeline.config":
@@ -229,7 +225,7 @@ def build(directory: Path, *, seed: int = 0) -> Replica:
                    b"      conv_hyperparams {\n        batch_norm {\n          scale: true\n          epsilon: 0.001\n"
                    b"        }\n      }\n    }\n  }\n}\n",
                "ssd_mobilenet_v1_coco_2018_01_28/checkpoint": b'model_checkpoint_path: "model.ckpt"\n'}
-    with tarfile.open(tmp, "w:gz") as archive:
+    with atomic_path(path) as tmp, tarfile.open(tmp, "w:gz") as archive:
         directory_info = tarfile.TarInfo("ssd_mobilenet_v1_coco_2018_01_28")
         directory_info.type, directory_info.mode = tarfile.DIRTYPE, 0o755
         archive.addfile(directory_info)
@@ -237,7 +233,6 @@ def build(directory: Path, *, seed: int = 0) -> Replica:
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o644
             archive.addfile(info, io.BytesIO(data))
-    tmp.replace(path)
     return Replica(model="MLCommonsSSDMobileNet", path=path, member=MEMBER, expected=_unfolded(graph),
                    notes={"batch_norm": "unfused, epsilon 0.001 in batchnorm/add/y"})
 

@@ -25,6 +25,8 @@ from onnx import numpy_helper
 from replicas import Replica
 from replicas.mlperf_ssd_r34 import SSD_R34, scale_back_batch
 
+from furiosa.artifacts.atomic import atomic_path
+
 FILE_NAME = "resnet34-ssd1200.onnx"
 
 
@@ -140,9 +142,8 @@ def build(directory: Path, *, seed: int = 0) -> Replica:
                     if name == old:
                         node.input[i] = init.name
     _number_like_torch_1x(model)
-    tmp = path.with_suffix(".tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
     return Replica(model="MLCommonsSSDResNet34", path=path, expected=dict(reference.state_dict()),
                    notes={"nms": "ONNX NonMaxSuppression after the reference decode (the reference NMS is a "
                                   "Python loop no exporter can trace)"})

@@ -119,7 +119,7 @@ def write_imagenet_folder(out: Path, images: np.ndarray, labels: Sequence[int], 
     """
     from PIL import Image
 
-    from furiosa.artifacts.build._io import atomic_path, atomic_write_text
+    from furiosa.artifacts.atomic import atomic_path, atomic_write_text
 
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim not in (3, 4) or len(images) != len(labels):

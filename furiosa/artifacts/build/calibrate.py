@@ -30,7 +30,7 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 from tqdm import tqdm
 
-from furiosa.artifacts.build._io import atomic_path
+from furiosa.artifacts.atomic import atomic_path
 from furiosa.artifacts.errors import BuildError, ImageError, SpecError
 
 __all__ = [

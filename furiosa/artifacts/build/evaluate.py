@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from furiosa.artifacts.build._io import atomic_write_text
+from furiosa.artifacts.atomic import atomic_write_text
 from furiosa.artifacts.errors import BuildError, GateError, SpecError
 from furiosa.artifacts.onnx_io import cpu_session, parameter_counts
 

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 import torch
 
-from furiosa.artifacts.build._io import atomic_path
+from furiosa.artifacts.atomic import atomic_path
 from furiosa.artifacts.errors import BuildError, GateError, SpecError
 from furiosa.artifacts.onnx_io import ORT_ERRORS, cpu_session, graph_io, read_model
 

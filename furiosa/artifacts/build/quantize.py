@@ -24,7 +24,7 @@ from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, 
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from furiosa.artifacts.build._fold import fold_pads_into_convs
-from furiosa.artifacts.build._io import atomic_path
+from furiosa.artifacts.atomic import atomic_path
 from furiosa.artifacts.build.calibrate import NpzCalibrationReader
 from furiosa.artifacts.errors import BuildError, SpecError
 from furiosa.artifacts.onnx_io import ORT_ERRORS, graph_io, read_model

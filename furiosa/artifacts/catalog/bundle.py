@@ -11,18 +11,19 @@ The bundle is generated at build time and never committed, so the source tree ca
 an installed bundle is checked against a tree with :func:`stale_files` (``furiosa-artifacts version
 --check-catalog ROOT``), and ``furiosa-artifacts --version`` names the dvc.lock it carries.
 
-Standard library only: ``setup.py`` loads this file by path inside pip's isolated build environment.
+Standard library only (and :mod:`furiosa.artifacts.atomic`, which is too): ``setup.py`` loads this file by
+path inside pip's isolated build environment, with the source tree on ``sys.path``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
+
+from furiosa.artifacts.atomic import atomic_directory
 
 __all__ = ["BUNDLE_DIR", "FILES", "MANIFEST", "bundle_dir", "read_manifest", "stale_files", "write_bundle"]
 
@@ -58,9 +59,7 @@ def write_bundle(root: Path, dest: Path) -> Dict[str, Optional[str]]:
     for rel in REQUIRED:
         if not (root / rel).is_file():
             raise FileNotFoundError(f"{root / rel}: the catalog is missing; cannot bundle it into the package")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
-    try:
+    with atomic_directory(dest, replace=True) as tmp:
         files: Dict[str, Optional[str]] = {}
         for rel in FILES:
             src = root / rel
@@ -74,12 +73,6 @@ def write_bundle(root: Path, dest: Path) -> Dict[str, Optional[str]]:
                                     encoding="utf-8")
         (tmp / "__init__.py").write_text('"""Catalog data bundled at build time (see catalog/bundle.py)."""\n',
                                          encoding="utf-8")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return files
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from furiosa.artifacts.catalog._yaml import MAX_BYTES, read_yaml
+from furiosa.artifacts.catalog.yaml_io import MAX_BYTES, read_yaml
 
 from furiosa.artifacts.errors import CatalogError, CatalogReadError, ModelNotFoundError
 

@@ -7,15 +7,14 @@ Every problem is collected (not just the first) and reported as
 from __future__ import annotations
 
 import ast
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from jsonschema.exceptions import ValidationError
 
-from furiosa.artifacts.catalog._yaml import (
+from furiosa.artifacts.catalog.yaml_io import (
     MAX_BYTES,
     Document,
     Pointer,
@@ -27,7 +26,7 @@ from furiosa.artifacts.catalog._yaml import (
     yaml11_differences,
 )
 from furiosa.artifacts.errors import CatalogReadError
-from furiosa.artifacts.catalog.schema import iter_schema_errors, load_schema
+from furiosa.artifacts.catalog.schema import iter_schema_errors
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 #: File extension each ``format`` must have.

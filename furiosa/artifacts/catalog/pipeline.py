@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Iterable, Set
 
-from furiosa.artifacts.catalog._yaml import read_yaml
+from furiosa.artifacts.catalog.yaml_io import read_yaml
 from furiosa.artifacts.errors import CatalogReadError
 
 _VAR = re.compile(r"\$\{([^}]+)\}")

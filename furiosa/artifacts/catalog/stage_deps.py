@@ -31,6 +31,7 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 import yaml
 
+from furiosa.artifacts.atomic import atomic_write_text
 from furiosa.artifacts.errors import CatalogReadError
 
 __all__ = ["StageDeps", "check_stage_deps", "expected_stage_deps", "import_closure", "write_stage_deps"]
@@ -376,9 +377,7 @@ def write_stage_deps(root: Path) -> List[Path]:
     new_text = "".join(lines[:start]) + buffer.getvalue() + "".join(lines[end:])
     if new_text == text:
         return []
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new_text, "utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, new_text)
     return [path]
 
 

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from furiosa.artifacts.catalog._yaml import printable, printable_lines
+from furiosa.artifacts.catalog.yaml_io import printable, printable_lines
 from furiosa.artifacts.cli.common import (
     EXIT_FAILED,
     EXIT_OK,

@@ -29,7 +29,7 @@ def exit_code(exc: BaseException) -> int:
 
 def _sanitized(message: str) -> str:
     """``message`` with URL credentials redacted, cut at :data:`MESSAGE_LIMIT`, non-printables escaped."""
-    from furiosa.artifacts.catalog._yaml import printable
+    from furiosa.artifacts.catalog.yaml_io import printable
     from furiosa.artifacts.storage.remote import redact
 
     message = redact(message)

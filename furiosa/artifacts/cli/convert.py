@@ -29,7 +29,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         return fail(f"{path}: no such file", as_json=args.json, code=EXIT_USAGE)
     import torch
 
-    from furiosa.artifacts.build._io import atomic_write_bytes
+    from furiosa.artifacts.atomic import atomic_write_bytes
     from furiosa.artifacts.weights_io import convert_weights
 
     try:

@@ -12,7 +12,7 @@ from furiosa.artifacts.errors import CatalogReadError
 
 
 def _cmd_lint(args: argparse.Namespace) -> int:
-    from furiosa.artifacts.catalog._yaml import printable
+    from furiosa.artifacts.catalog.yaml_io import printable
     from furiosa.artifacts.catalog.lint import lint_catalog, unbuilt_binaries
 
     try:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from furiosa.artifacts.docs import write_atomic
+from furiosa.artifacts.atomic import update_file
 from furiosa.artifacts.errors import BuildError, SpecError
 from furiosa.artifacts.layout import metrics_relpath
 from furiosa.artifacts.pipeline.params import (
@@ -39,8 +39,8 @@ def set_weight_mode(root: Path, mode: Optional[str] = None) -> bool:
         raise SpecError(f"--weights must be one of {', '.join(WEIGHT_MODES)}, got {mode!r}")
     if current == mode:
         return False
-    write_atomic(local, "# local build overrides (git-ignored), written by `furiosa-artifacts build --weights`\n"
-                        f"base:\n  weights: {mode}\n")
+    update_file(local, "# local build overrides (git-ignored), written by `furiosa-artifacts build --weights`\n"
+                       f"base:\n  weights: {mode}\n")
     read_local_weights(local)  # what we wrote must still validate
     return True
 

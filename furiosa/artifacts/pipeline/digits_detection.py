@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from furiosa.artifacts.build._io import atomic_path, atomic_write_text
+from furiosa.artifacts.atomic import atomic_path, atomic_write_text
 from furiosa.artifacts.errors import SpecError
 
 SPLITS = ("train", "val")

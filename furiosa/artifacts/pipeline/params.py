@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping
 
-from furiosa.artifacts.catalog._yaml import read_yaml
+from furiosa.artifacts.catalog.yaml_io import read_yaml
 from furiosa.artifacts.errors import SpecError
 
 PARAMS_FILE = "params.yaml"

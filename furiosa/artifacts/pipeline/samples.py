@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
-from furiosa.artifacts.build._io import atomic_path, atomic_write_text
+from furiosa.artifacts.atomic import atomic_path, atomic_write_text
 
 MANIFEST = "manifest.json"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -50,7 +50,7 @@ def build_provenance(params: Params, name: str, *, weights: Path, record: Path) 
 def export_stage(params: Params, name: str, *, weights: Path, out: Path, report: Path,
                  record: Path | None = None) -> Dict[str, Any]:
     """Export the fp32 ONNX of ``name`` (stamped with its provenance from ``record``) and write the report."""
-    from furiosa.artifacts.build._io import atomic_write_text
+    from furiosa.artifacts.atomic import atomic_write_text
     from furiosa.artifacts.build.export import export_onnx
 
     spec, export = _spec(name), params.model(name).export
@@ -120,7 +120,7 @@ def calibrate_stage(params: Params, name: str, *, out: Path) -> Dict[str, Any]:
 def quantize_stage(params: Params, name: str, *, fp32: Path, calibration: Path, out: Path,
                    report: Path) -> Dict[str, Any]:
     """Quantize the fp32 ONNX of ``name`` to int8 with the settings in params."""
-    from furiosa.artifacts.build._io import atomic_write_text
+    from furiosa.artifacts.atomic import atomic_write_text
     from furiosa.artifacts.build.quantize import QuantSettings, quantize_model
     from furiosa.artifacts.provenance import PREFIX, params_digest
     from furiosa.artifacts.provenance import read_provenance as binary_provenance

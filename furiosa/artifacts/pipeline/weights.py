@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict
 
-from furiosa.artifacts.build._io import atomic_write_bytes, atomic_write_text
+from furiosa.artifacts.atomic import atomic_write_bytes, atomic_write_text
 from furiosa.artifacts.errors import SpecError
-from furiosa.artifacts.pipeline.params import ModelParams, Params
+from furiosa.artifacts.pipeline.params import Params
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,8 @@ from typing import Dict, List, Optional, Tuple
 
 import yaml
 
-from furiosa.artifacts.catalog._yaml import read_yaml
+from furiosa.artifacts.atomic import atomic_write_text
+from furiosa.artifacts.catalog.yaml_io import read_yaml
 
 from furiosa.artifacts.catalog.entries import Artifact, read_entries
 from furiosa.artifacts.errors import CatalogError, CatalogReadError
@@ -191,9 +192,7 @@ def write_dvc_artifacts(root: Path) -> List[Path]:
         raise CatalogReadError(f"{path}: no such file") from None
     new = updated_dvc_yaml(text, render_section(expected_artifacts(root)))
     if new != text:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(new, "utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, new)
         changed.append(path)
     gto = root / GTO_CONFIG
     if not gto.exists():

@@ -2,24 +2,40 @@
 
 furiosa-registry 0.5 imports the ``location`` of a ``format: code`` entry and calls the function named
 like the entry; the loader serves only the functions of the *installed* module (see
-:mod:`furiosa.artifacts.loader`). The module is written out as source (not made at import time like the
-root ``artifacts.py``) so that ``furiosa-artifacts lint`` can check, without importing anything, that
-every code entry has its function, and so that a wheel without the catalog file still has them.
+:mod:`furiosa.artifacts.loader`), whose names it reads from the module's source with
+:func:`installed_entry_points` (the module imports the loader, so the loader never imports it). The module
+is written out as source (not made at import time like the root ``artifacts.py``) so that
+``furiosa-artifacts lint`` can check, without importing anything, that every code entry has its function,
+and so that a wheel without the catalog file still has them.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib.util
 import textwrap
 from pathlib import Path
-from typing import List, Tuple
+from typing import FrozenSet, List, Tuple
 
+from furiosa.artifacts.atomic import update_file
 from furiosa.artifacts.catalog.entries import Artifact, read_entries
 from furiosa.artifacts.errors import CatalogReadError
 
-__all__ = ["ENTRY_MODULE", "check_entry_module", "render_entry_module", "write_entry_module"]
+__all__ = [
+    "ENTRY_MODULE",
+    "ENTRY_MODULE_NAME",
+    "check_entry_module",
+    "entry_points_in",
+    "installed_entry_points",
+    "render_entry_module",
+    "write_entry_module",
+]
 
 #: Repository-relative path of the module (the ``location`` of every ``code`` entry).
 ENTRY_MODULE = "furiosa/artifacts/artifacts.py"
+#: Its dotted name.
+ENTRY_MODULE_NAME = "furiosa.artifacts.artifacts"
 FIX = "run `furiosa-artifacts generate`"
 
 _HEADER = '''\
@@ -62,16 +78,7 @@ def write_entry_module(root: Path) -> List[Path]:
         CatalogReadError: artifacts.yaml cannot be read.
     """
     path = Path(root) / ENTRY_MODULE
-    text = render_entry_module(read_entries(Path(root), validate=False))
-    try:
-        if path.read_text("utf-8") == text:
-            return []
-    except FileNotFoundError:
-        pass
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, "utf-8")
-    tmp.replace(path)
-    return [path]
+    return [path] if update_file(path, render_entry_module(read_entries(Path(root), validate=False))) else []
 
 
 def check_entry_module(root: Path) -> List[Tuple[str, str]]:
@@ -88,3 +95,26 @@ def check_entry_module(root: Path) -> List[Tuple[str, str]]:
         return []
     return [(ENTRY_MODULE, f"stale generated entry points (one function per `format: code` entry of "
              f"artifacts.yaml); {FIX}")]
+
+
+def entry_points_in(source: str) -> FrozenSet[str]:
+    """The entry points a module's source defines: its top-level functions not named ``_...``.
+
+    Raises:
+        SyntaxError: ``source`` is not Python.
+    """
+    return frozenset(node.name for node in ast.parse(source).body
+                     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"))
+
+
+@functools.lru_cache(maxsize=1)
+def installed_entry_points() -> FrozenSet[str]:
+    """Names of the entry points of the installed :data:`ENTRY_MODULE_NAME`, read from its source.
+
+    The module is found the way ``import`` would find it but not executed. Empty when the installation
+    carries no source for it: then no ``code`` entry is served without trust.
+    """
+    spec = importlib.util.find_spec(ENTRY_MODULE_NAME)
+    loader = getattr(spec, "loader", None)
+    source = loader.get_source(ENTRY_MODULE_NAME) if hasattr(loader, "get_source") else None
+    return entry_points_in(source) if source else frozenset()

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from furiosa.artifacts.catalog._yaml import parse_yaml
+from furiosa.artifacts.catalog.yaml_io import parse_yaml
 
 from furiosa.artifacts.catalog.entries import built_binary, find_entry, read_entries
 from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError, ModelNotFoundError
@@ -36,7 +36,7 @@ from furiosa.artifacts.registries.names import (
     DEFAULT_PRECISION, LOOSE_VERSION, SEMVER, catalog_name, dvc_name, semver,
 )
 from furiosa.artifacts.storage.lockfile import LOCK_FILE, LockedOutput, read_outputs
-from furiosa.artifacts.storage.resolver import ResolvedFile, _Resolver
+from furiosa.artifacts.storage.resolver import ResolvedFile, Resolver
 
 __all__ = [
     "RegistryTag", "Release", "ResolvedRelease", "artifact_names", "artifact_path", "find_release", "list_tags", "load",
@@ -224,7 +224,7 @@ def outputs_of(text: str) -> Dict[str, LockedOutput]:
 
 
 def resolver_at(root: Path, outputs: Dict[str, LockedOutput], *, remote: Optional[str] = None,
-                verbose: bool = False, progress: bool = False) -> _Resolver:
+                verbose: bool = False, progress: bool = False) -> Resolver:
     """The storage resolver of ``root`` (workspace, DVC cache, shared cache, remote) over ``outputs``,
     the dvc.lock of another commit than the workspace's.
 
@@ -232,7 +232,7 @@ def resolver_at(root: Path, outputs: Dict[str, LockedOutput], *, remote: Optiona
         BinaryNotFoundError: the workspace has no dvc.lock (the resolver reads it first).
     """
     try:
-        resolver = _Resolver(root, remote=remote, verbose=verbose, progress=progress, retries=3, timeout=30.0,
+        resolver = Resolver(root, remote=remote, verbose=verbose, progress=progress, retries=3, timeout=30.0,
                              backoff=1.0)
     except BinaryNotFoundError as exc:
         raise BinaryNotFoundError(f"{exc} (the checkout at {root} needs a committed dvc.lock, e.g. "
@@ -291,7 +291,7 @@ def artifact_names(root: Path, name: str, precision: Optional[str] = None) -> Li
     return [(dvc_name(model, p), model, p) for p in precisions]
 
 
-def synthetic_build(resolver: _Resolver, lock_text: str, model: str) -> bool:
+def synthetic_build(resolver: Resolver, lock_text: str, model: str) -> bool:
     """Whether the build at that commit used synthetic weights.
 
     Its metrics.json says so (``weights.source``); when that file cannot be had, dvc.lock's

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from furiosa.artifacts.catalog.entries import find_entry, read_entries
-from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError, ModelNotFoundError
+from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError, ModelNotFoundError, ReleaseError
 from furiosa.artifacts.registries.dvc_artifacts import DVC_FILE, GTO_CONFIG, check_dvc_artifacts
 from furiosa.artifacts.registries.gto import (
     run_git, artifact_names, artifact_path, find_release, list_tags, outputs_of, registered, resolver_at, show,
@@ -22,11 +22,7 @@ from furiosa.artifacts.registries.gto import (
 from furiosa.artifacts.registries.names import semver
 from furiosa.artifacts.storage.lockfile import LOCK_FILE
 
-__all__ = ["ReleaseError", "ReleaseStep", "release"]
-
-
-class ReleaseError(ArtifactsError, RuntimeError):
-    """A version or stage cannot be registered (dirty tree, stale dvc.yaml, synthetic build, GTO error)."""
+__all__ = ["ReleaseStep", "release"]
 
 
 @dataclass(frozen=True)

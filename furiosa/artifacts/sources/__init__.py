@@ -27,8 +27,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from furiosa.artifacts import atomic
 from furiosa.artifacts.errors import ChecksumError, DownloadError, SpecError, UnsafePathError
-from furiosa.artifacts.sources import _fs
+from furiosa.artifacts.sources import diskio
 from furiosa.artifacts.sources.archive import extract_member, safe_extract
 from furiosa.artifacts.sources.cache import cache_path, cache_root, hash_file, verify_file
 from furiosa.artifacts.sources.download import ENV_MIRRORS, download
@@ -161,17 +162,17 @@ def _copy_verified(src: Path, dest: Path, *, sha256: str, size: int | None, wher
         )
         error.errno = errno.ENOENT
         raise error
-    with _fs.temporary_sibling(dest) as tmp:
+    with atomic.atomic_path(dest, mode=0o644) as tmp:
         hasher, copied = hashlib.sha256(), 0
         try:
             with open(src, "rb") as fin, open(tmp, "wb") as fout:
-                while chunk := fin.read(_fs.CHUNK_SIZE):
+                while chunk := fin.read(diskio.CHUNK_SIZE):
                     hasher.update(chunk)
                     copied += len(chunk)
-                    _fs.write_chunk(fout, chunk)
-                _fs.finish_file(fout)
+                    diskio.write_chunk(fout, chunk)
+                diskio.finish_file(fout)
         except OSError as exc:
-            if not _fs.is_disk_full(exc):
+            if not diskio.is_disk_full(exc):
                 raise
             needed = size if size is not None else src.stat().st_size
             error = DownloadError(
@@ -186,8 +187,6 @@ def _copy_verified(src: Path, dest: Path, *, sha256: str, size: int | None, wher
                 f"{src}: sha256 mismatch: expected {sha256}, got {hasher.hexdigest()} ({copied} bytes); "
                 f"if the file is right, update {where}.sha256"
             )
-        os.chmod(tmp, 0o644)
-        _fs.commit(tmp, dest)
     return dest
 
 

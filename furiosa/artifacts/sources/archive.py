@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import os
 import posixpath
-import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 
+from furiosa.artifacts import atomic
 from furiosa.artifacts.errors import SpecError, UnsafePathError
-from furiosa.artifacts.sources import _fs
+from furiosa.artifacts.sources import diskio
 
 __all__ = ["MAX_MEMBERS", "MAX_NAME_BYTES", "MAX_TOTAL_BYTES", "check_member", "extract_member", "safe_extract"]
 
@@ -163,8 +162,8 @@ def _write_tree(tar: tarfile.TarFile, members: list[tarfile.TarInfo], staging: P
                 flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
                 out_fd = os.open(parts[-1], flags, mode, dir_fd=fds[-1])
                 with source, os.fdopen(out_fd, "wb") as out:
-                    while chunk := source.read(_fs.CHUNK_SIZE):
-                        _fs.write_chunk(out, chunk)
+                    while chunk := source.read(diskio.CHUNK_SIZE):
+                        diskio.write_chunk(out, chunk)
                     os.fchmod(out.fileno(), mode)
             finally:
                 for fd in fds[1:]:
@@ -186,7 +185,7 @@ def _write_tree(tar: tarfile.TarFile, members: list[tarfile.TarInfo], staging: P
                 raise UnsafePathError(f"{tar_path}: symlink {name!r} -> {target!r} resolves to {real}, outside "
                                       "the destination; refusing to extract")
     except OSError as exc:
-        if _fs.is_disk_full(exc):
+        if diskio.is_disk_full(exc):
             raise
         raise UnsafePathError(f"{tar_path}: cannot extract safely ({exc.strerror or exc}: a member would go "
                               "through a link or replace a file of another type); refusing to extract") from None
@@ -213,19 +212,8 @@ def safe_extract(tar_path: Path, dest: Path, *, max_members: int = MAX_MEMBERS,
         raise FileExistsError(f"{dest} exists and is not an empty directory; remove it or choose another")
     with _open(tar_path) as tar:
         members = _checked_members(tar, tar_path, max_members, max_bytes)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        _fs.sweep_stale_siblings(dest)  # staging directories of extractions that were killed
-        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=_fs.sibling_prefix(dest), suffix=_fs.INCOMPLETE_SUFFIX))
-        try:
+        with atomic.atomic_directory(dest) as staging:  # dest: absent or empty (checked above)
             _write_tree(tar, members, staging, tar_path)
-            os.chmod(staging, 0o755)
-            if dest.is_dir():
-                dest.rmdir()  # empty (checked above); os.replace onto a directory needs it gone
-            os.replace(staging, dest)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
-    _fs.fsync_dir(dest.parent)
     return dest
 
 
@@ -253,13 +241,10 @@ def extract_member(tar_path: Path, member_name: str, dest: Path) -> Path:
         source = tar.extractfile(member)
         if source is None:  # pragma: no cover - isfile() members always have data
             raise SpecError(f"{tar_path}: member {member_name!r} has no data")
-        with source, _fs.temporary_sibling(dest) as tmp:
+        with source, atomic.atomic_path(dest, mode=0o644) as tmp:
             with open(tmp, "wb") as out:
-                while chunk := source.read(_fs.CHUNK_SIZE):
-                    _fs.write_chunk(out, chunk)
-                _fs.finish_file(out)
-            os.chmod(tmp, 0o644)
-            _fs.commit(tmp, dest)
+                while chunk := source.read(diskio.CHUNK_SIZE):
+                    diskio.write_chunk(out, chunk)
     return dest
 
 

@@ -10,7 +10,7 @@ Layout under :func:`cache_root` (``$FURIOSA_ARTIFACTS_HOME``, default ``~/.cache
     locks/<algo>/<hex>.lock            per-blob inter-process locks
 
 An entry appears under its final name only after its bytes were hashed and matched, via an
-fsynced ``*.incomplete`` file in the same directory and :func:`os.replace`; the cache never
+fsynced ``*.incomplete`` file in the same directory and :func:`os.replace` (:mod:`furiosa.artifacts.atomic`); the cache never
 holds a corrupt entry under a final name, and a hit never touches the network.
 """
 
@@ -23,10 +23,12 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from furiosa.artifacts import atomic
 from furiosa.artifacts.errors import ChecksumError, UnsafePathError
-from furiosa.artifacts.sources import _fs
+from furiosa.artifacts.sources import diskio
 
 __all__ = [
+    "BLOB_MODE",
     "ENV_HOME",
     "HASH_ALGORITHMS",
     "blob_lock",
@@ -42,6 +44,8 @@ __all__ = [
 ENV_HOME = "FURIOSA_ARTIFACTS_HOME"
 #: supported algorithms and the length of their hex digests
 HASH_ALGORITHMS: dict[str, int] = {"sha256": 64, "sha384": 96, "md5": 32}
+#: the mode of every cache entry: read-only
+BLOB_MODE = 0o444
 
 try:  # POSIX
     import fcntl
@@ -100,7 +104,7 @@ def hash_file(path: Path, algos: tuple[str, ...] = ("sha256",)) -> dict[str, str
     """
     hashers = {algo: hashlib.new(algo) for algo in algos}
     with open(path, "rb") as fh:
-        while chunk := fh.read(_fs.CHUNK_SIZE):
+        while chunk := fh.read(diskio.CHUNK_SIZE):
             for hasher in hashers.values():
                 hasher.update(chunk)
     return {algo: hasher.hexdigest() for algo, hasher in hashers.items()}
@@ -149,10 +153,10 @@ def lookup(algo: str, digest: str, *, size: int | None = None, verify: bool = Tr
         try:
             verify_file(path, size=size, **{algo: digest})
         except ChecksumError:
-            _fs.remove_quietly(path)
+            atomic.remove_quietly(path)
             return None
     elif size is not None and path.stat().st_size != size:
-        _fs.remove_quietly(path)
+        atomic.remove_quietly(path)
         return None
     return path
 
@@ -205,21 +209,18 @@ def insert(src: Path, algo: str, digest: str, *, size: int | None = None) -> Pat
         existing = lookup(algo, digest, size=size)
         if existing is not None:
             return existing
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with _fs.temporary_sibling(final) as tmp:
+        with atomic.atomic_path(final, mode=BLOB_MODE) as tmp:
             hasher = hashlib.new(algo)
             copied = 0
             with open(src, "rb") as fin, open(tmp, "wb") as fout:
-                while chunk := fin.read(_fs.CHUNK_SIZE):
+                while chunk := fin.read(diskio.CHUNK_SIZE):
                     hasher.update(chunk)
                     copied += len(chunk)
-                    _fs.write_chunk(fout, chunk)
-                _fs.finish_file(fout)
+                    diskio.write_chunk(fout, chunk)
             if size is not None and copied != size:
                 raise ChecksumError(f"{src}: size mismatch: expected {size} bytes, got {copied} bytes")
             if hasher.hexdigest() != digest:
                 raise ChecksumError(
                     f"{src}: {algo} mismatch: expected {digest}, got {hasher.hexdigest()} ({copied} bytes)"
                 )
-            _fs.commit(tmp, final, readonly=True)
     return final

@@ -40,17 +40,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from furiosa.artifacts.errors import ChecksumError, DownloadError, SpecError
-from furiosa.artifacts.sources import _fs, cache
-from furiosa.artifacts.sources._transfer import (
+from furiosa.artifacts import atomic
+from furiosa.artifacts.errors import (
+    ChecksumError,
     DeadlineExceeded,
+    DownloadError,
     GaveUp,
     LocalWriteError,
     Permanent,
-    http_attempt,
-    local_attempt,
-    with_retries,
+    SpecError,
 )
+from furiosa.artifacts.sources import cache, diskio
+from furiosa.artifacts.sources.transfer import http_attempt, local_attempt, with_retries
 
 __all__ = ["DEFAULT_DEADLINE_S", "ENV_DEADLINE", "ENV_MIRRORS", "Candidate", "download", "parse_mirrors", "plan_candidates"]
 
@@ -180,7 +181,7 @@ def _fetch_candidate(
         try:
             cache.verify_file(partial, size=size, **expected)
         except ChecksumError as exc:
-            _fs.remove_quietly(partial)
+            atomic.remove_quietly(partial)
             if resumed and not clean_restart_done:
                 # the kept prefix may be what is wrong: download this source once from zero
                 clean_restart_done = True
@@ -248,15 +249,11 @@ def _commit_pinned(partial: Path, algo: str, digest: str) -> Path:
     blob = cache.cache_path("sha256", sha256)
     with cache.blob_lock("sha256", sha256):
         if cache.lookup("sha256", sha256) is not None:
-            _fs.remove_quietly(partial)
+            atomic.remove_quietly(partial)
         else:
             blob.parent.mkdir(parents=True, exist_ok=True)
-            _fs.commit(partial, blob, readonly=True)
-    alias = _alias_path(algo, digest)
-    alias.parent.mkdir(parents=True, exist_ok=True)
-    with _fs.temporary_sibling(alias) as tmp:
-        tmp.write_text(sha256 + "\n", "ascii")
-        _fs.commit(tmp, alias)
+            atomic.commit(partial, blob, mode=cache.BLOB_MODE)
+    atomic.atomic_write_text(_alias_path(algo, digest), sha256 + "\n")
     return blob
 
 
@@ -341,7 +338,7 @@ def download(
 
     def commit(partial: Path, blob: Path) -> Path:
         if algo == "sha256":
-            _fs.commit(partial, blob, readonly=True)
+            atomic.commit(partial, blob, mode=cache.BLOB_MODE)
             return blob
         return _commit_pinned(partial, algo, digest)
 
@@ -349,9 +346,9 @@ def download(
         if dest is None:
             return blob
         try:
-            return _fs.atomic_copy(blob, dest, link=link)
+            return atomic.atomic_copy(blob, dest, link=link)
         except OSError as exc:
-            if _fs.is_disk_full(exc):
+            if diskio.is_disk_full(exc):
                 raise _disk_full_error(dest, size, exc) from exc
             raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}") from exc
 
@@ -367,21 +364,21 @@ def download(
     candidates = plan_candidates(urls, mirrors=mirrors, filename=filename)
     name = _basename(urls, filename) or ""
     blob = cache.cache_path(algo, digest)
-    partial = _fs.incomplete_path(blob)
+    partial = diskio.incomplete_path(blob)
     with cache.blob_lock(algo, digest):
         hit = cached()  # another process may have finished it
         if hit is not None:
             return deliver(hit)
         blob.parent.mkdir(parents=True, exist_ok=True)
         if partial.exists() and size is not None and partial.stat().st_size > size:
-            _fs.remove_quietly(partial)
+            atomic.remove_quietly(partial)
         have = partial.stat().st_size if partial.exists() else 0
         if size is not None and have == size:  # finished earlier but never committed
             try:
                 cache.verify_file(partial, size=size, **expected)
                 return deliver(commit(partial, blob))
             except ChecksumError:
-                _fs.remove_quietly(partial)
+                atomic.remove_quietly(partial)
                 have = 0
         if size is not None and shutil.disk_usage(blob.parent).free < size - have:
             raise _disk_full_error(partial, size - have, None)
@@ -414,8 +411,8 @@ def download(
                     tried.append((cand, f"{exc} ({deadline:g} s; set {ENV_DEADLINE} or deadline= to allow more)"))
                     break
                 except LocalWriteError as exc:
-                    _fs.remove_quietly(partial)
-                    if _fs.is_disk_full(exc.error):
+                    atomic.remove_quietly(partial)
+                    if diskio.is_disk_full(exc.error):
                         raise _disk_full_error(exc.path, size, exc.error) from exc.error
                     raise DownloadError(
                         f"cannot write {exc.path}: {exc.error.strerror or exc.error}; check the "

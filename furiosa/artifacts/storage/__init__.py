@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
+from furiosa.artifacts.errors import PublishError
 from furiosa.artifacts.storage.lockfile import LockedOutput, object_key, read_outputs
-from furiosa.artifacts.storage.publish import PublishError, PublishReport, publish_lfs
+from furiosa.artifacts.storage.publish import PublishReport, publish_lfs
 from furiosa.artifacts.storage.remote import Remote, read_remote
 from furiosa.artifacts.storage.resolver import (
     SOURCES,

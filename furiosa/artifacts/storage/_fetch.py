@@ -18,17 +18,18 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from furiosa.artifacts.errors import ChecksumError, DownloadError
-from furiosa.artifacts.sources import _fs, cache
-from furiosa.artifacts.sources._transfer import (
+from furiosa.artifacts import atomic
+from furiosa.artifacts.errors import (
+    ChecksumError,
+    DownloadError,
     GaveUp,
     LocalWriteError,
     Permanent,
+    RemoteFailure,
     Transient,
-    _pump,
-    http_attempt,
-    with_retries,
 )
+from furiosa.artifacts.sources import cache, diskio
+from furiosa.artifacts.sources.transfer import http_attempt, pump, with_retries
 from furiosa.artifacts.storage.remote import Remote
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,6 @@ FAILURE_HINTS = {
     "missing": "the object is not on the remote: push it with `dvc push` from a repository that has it",
     "error": "",
 }
-
-
-class RemoteFailure(Exception):
-    """An object could not be fetched; ``kind`` is a key of :data:`FAILURE_HINTS`."""
-
-    def __init__(self, kind: str, reason: str):
-        super().__init__(reason)
-        self.kind, self.reason = kind, reason
 
 
 def _permanent(kind: str, reason: str) -> Permanent:
@@ -204,7 +197,7 @@ def _s3_attempt(client, remote: Remote, key: str, partial: Path, *, size: int | 
             raise Transient(f"connection lost ({type(exc).__name__})") from exc
 
     with body:
-        received = _pump(read, partial, mode, start=start, size=size, bar=bar)
+        received = pump(read, partial, mode, start=start, size=size, bar=bar)
     if expected_end is not None and received < expected_end:
         raise Transient(f"connection closed after {received} of {expected_end} bytes")
 
@@ -245,14 +238,14 @@ def fetch_object(
         bar.update(blob.stat().st_size)
         return blob
     blob = cache.cache_path("md5", md5)
-    partial = _fs.incomplete_path(blob)
+    partial = diskio.incomplete_path(blob)
     with cache.blob_lock("md5", md5):
         hit = cache.lookup("md5", md5, size=size)
         if hit is not None:  # another thread or process finished it
             return hit
         blob.parent.mkdir(parents=True, exist_ok=True)
         if partial.exists() and size is not None and partial.stat().st_size > size:
-            _fs.remove_quietly(partial)
+            atomic.remove_quietly(partial)
         if remote.kind == "http":
             def attempt() -> None:
                 http_attempt(remote.object_url(key), partial, size=size, timeout=timeout, bar=bar)
@@ -267,7 +260,7 @@ def fetch_object(
             try:
                 _attempts(attempt, partial, retries=retries, timeout=timeout, backoff=backoff, where=location)
             except LocalWriteError as exc:
-                _fs.remove_quietly(partial)
+                atomic.remove_quietly(partial)
                 raise DownloadError(
                     f"cannot write {exc.path}: {exc.error.strerror or exc.error}; free some space or set "
                     f"{cache.ENV_HOME} to a writable directory on a larger disk"
@@ -275,10 +268,10 @@ def fetch_object(
             try:
                 cache.verify_file(partial, md5=md5, size=size)
             except ChecksumError as exc:
-                _fs.remove_quietly(partial)
+                atomic.remove_quietly(partial)
                 if resumed and not restarted:  # the kept prefix may be what is wrong
                     restarted = True
                     log.warning("%s: %s after resuming; downloading again from zero", location, exc)
                     continue
                 raise ChecksumError(str(exc).replace(f"{partial}: ", "")) from None
-            return _fs.commit(partial, blob, readonly=True)
+            return atomic.commit(partial, blob, mode=cache.BLOB_MODE)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterable
 
-from furiosa.artifacts.catalog._yaml import read_yaml
+from furiosa.artifacts.catalog.yaml_io import read_yaml
 
 from furiosa.artifacts.errors import BinaryNotFoundError, LockFileError, UnsafePathError
 from furiosa.artifacts.sources.cache import normalize_digest

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from furiosa.artifacts.errors import ArtifactsError, UnsafePathError
+from furiosa.artifacts.errors import PublishError, UnsafePathError
 from furiosa.artifacts.storage.lockfile import read_outputs, safe_relpath
 from furiosa.artifacts.storage.resolver import DEFAULT_JOBS, resolve_binaries
 
-__all__ = ["DEFAULT_BINARIES", "DEFAULT_INCLUDE", "LFS_ATTRIBUTES", "PublishError", "PublishReport", "publish_lfs"]
+__all__ = ["DEFAULT_BINARIES", "DEFAULT_INCLUDE", "LFS_ATTRIBUTES", "PublishReport", "publish_lfs"]
 
 #: git-tracked files published (fnmatch patterns; ``*`` crosses ``/``)
 DEFAULT_INCLUDE = (
@@ -40,10 +40,6 @@ DEFAULT_INCLUDE = (
 DEFAULT_BINARIES = ("models/*/*.onnx", "models/*/*.json")
 LFS_ATTRIBUTES = "models/** filter=lfs diff=lfs merge=lfs -text"
 _IDENTITY = ("-c", "user.name=furiosa-artifacts", "-c", "user.email=furiosa-artifacts@localhost")
-
-
-class PublishError(ArtifactsError, RuntimeError):
-    """Publishing to the Git LFS repository failed (git/git-lfs missing, push refused, ...)."""
 
 
 @dataclass

@@ -30,13 +30,21 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from furiosa.artifacts.errors import ArtifactsError, BinaryNotFoundError, ChecksumError, DownloadError, OfflineError
-from furiosa.artifacts.sources import _fs, cache
-from furiosa.artifacts.storage._fetch import FAILURE_HINTS, RemoteFailure, S3Clients, fetch_object
+from furiosa.artifacts.atomic import atomic_copy
+from furiosa.artifacts.errors import (
+    ArtifactsError,
+    BinaryNotFoundError,
+    ChecksumError,
+    DownloadError,
+    OfflineError,
+    RemoteFailure,
+)
+from furiosa.artifacts.sources import cache
+from furiosa.artifacts.storage._fetch import FAILURE_HINTS, S3Clients, fetch_object
 from furiosa.artifacts.storage.lockfile import LockedOutput, object_key, read_outputs, safe_relpath
 from furiosa.artifacts.storage.remote import Remote, dvc_cache_dir, read_config, read_remote
 
-__all__ = ["SOURCES", "PullReport", "ResolvedFile", "checkout", "resolve_binaries", "resolve_binary"]
+__all__ = ["SOURCES", "PullReport", "ResolvedFile", "Resolver", "checkout", "resolve_binaries", "resolve_binary"]
 
 log = logging.getLogger("furiosa.artifacts.storage")
 
@@ -88,8 +96,9 @@ def _credentials_hint(remote: Remote) -> str:
     return "check that the URL serves the DVC remote without authentication on your network"
 
 
-class _Resolver:
-    """Shared state of one resolve call (thread-safe): the lock file, config, remote, options."""
+class Resolver:
+    """Shared state of one resolve call (thread-safe): the lock file, config, remote, options; also what
+    :func:`furiosa.artifacts.registries.gto.resolver_at` returns for a commit's dvc.lock."""
 
     def __init__(self, root: Path, *, remote: str | None, verbose: bool, progress: bool, retries: int,
                  timeout: float, backoff: float):
@@ -252,7 +261,7 @@ def resolve_binary(
             object, or is misconfigured; the message names the remote URL and the object.
         ChecksumError: the remote's object does not match dvc.lock (it is not cached).
     """
-    resolver = _Resolver(root, remote=remote, verbose=verbose, progress=progress, retries=retries,
+    resolver = Resolver(root, remote=remote, verbose=verbose, progress=progress, retries=retries,
                          timeout=timeout, backoff=backoff)
     return resolver.resolve(relpath)
 
@@ -276,7 +285,7 @@ def resolve_binaries(
     Raises:
         BinaryNotFoundError / UnsafePathError: dvc.lock is missing or unsafe (nothing is tried).
     """
-    resolver = _Resolver(root, remote=remote, verbose=verbose, progress=progress, retries=retries,
+    resolver = Resolver(root, remote=remote, verbose=verbose, progress=progress, retries=retries,
                          timeout=timeout, backoff=backoff)
     unique = list(dict.fromkeys(relpaths))
     results: dict[str, ResolvedFile | ArtifactsError] = {}
@@ -312,6 +321,6 @@ def checkout(root: Path, resolved: ResolvedFile) -> Path:
     if resolved.source == "workspace" and resolved.path == dest:
         return dest
     try:
-        return _fs.atomic_copy(resolved.path, dest)
+        return atomic_copy(resolved.path, dest)
     except OSError as exc:
         raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}") from exc

@@ -10,7 +10,7 @@ vectorised greedy pass runs over all classes together, in one of two forms:
   kept), then one loop over ranks that ORs the kept box's bitmap row into each class's suppressed set, with
   an early exit once no class has a live candidate left.
 
-Both keep exactly the boxes the classic one-box-at-a-time greedy loop keeps (tests/_nms_oracle.py, and
+Both keep exactly the boxes the classic one-box-at-a-time greedy loop keeps (tests/nms_oracle.py, and
 ``torchvision.ops.batched_nms`` for the default rule). The rule: with ``suppress_ge=False`` a box is
 suppressed when its IoU with a kept, higher-scoring box of its class is > ``iou_threshold`` (torchvision,
 MLPerf ``utils.nms``); with ``suppress_ge=True`` when it is not < ``iou_threshold`` (MLPerf ``ssd_r34.py``

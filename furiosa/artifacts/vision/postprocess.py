@@ -56,7 +56,9 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / np.sum(e, axis=-1, keepdims=True)
 
 
-def _scores(logits: np.ndarray, kind: str) -> np.ndarray:
+def class_scores(logits: np.ndarray, kind: str) -> np.ndarray:
+    """Per-class scores (float32) from raw logits: ``kind`` ``sigmoid`` per element, anything else a softmax
+    over the last axis (specs.yaml ``postprocess.score``)."""
     logits = np.asarray(logits, dtype=np.float32)
     if kind == "sigmoid":
         return np.float32(1.0) / (np.float32(1.0) + np.exp(-logits))
@@ -85,7 +87,7 @@ def classify(logits: np.ndarray, spec: ModelSpec, *, top_k: Optional[int] = None
         raise SpecError(f"{spec.name}: expected logits (N, {spec.num_classes}), got {logits.shape}")
     k = min(top_k or spec.postprocess.top_k or 1, spec.num_classes)
     labels = label_set(spec.labels)
-    probs = _scores(logits, spec.postprocess.score)
+    probs = class_scores(logits, spec.postprocess.score)
     results = []
     for row in probs:
         best = np.argsort(-row, kind="stable")[:k]
@@ -130,7 +132,7 @@ def detect_arrays(loc: np.ndarray, conf: np.ndarray, spec: ModelSpec, *,
     results = []
     for b in range(len(loc)):
         anchor_idx, class_idx, kept_scores = multiclass_nms(
-            boxes[b], _scores(conf[b], post.score), score_threshold=post.score_threshold,
+            boxes[b], class_scores(conf[b], post.score), score_threshold=post.score_threshold,
             iou_threshold=post.nms_iou, eps=post.nms_eps, clamped=post.nms_iou_mode == "clamped",
             suppress_ge=post.nms_suppress_ge, per_class_top_k=post.per_class_top_k, max_detections=cap)
         results.append((boxes[b][anchor_idx], kept_scores, class_idx))

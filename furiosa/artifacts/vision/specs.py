@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from furiosa.artifacts.catalog._yaml import read_yaml
+from furiosa.artifacts.catalog.yaml_io import read_yaml
 
 from furiosa.artifacts.errors import ModelNotFoundError, SpecError
 

@@ -1,7 +1,8 @@
 """One transfer attempt (HTTP GET with resume, or a local copy) into a partial file.
 
-Attempts raise :class:`Transient` (retry the same source), :class:`Permanent` (move on to
-the next source) or :class:`LocalWriteError` (the local disk failed: stop). Retrying,
+Attempts raise :class:`~furiosa.artifacts.errors.Transient` (retry the same source),
+:class:`~furiosa.artifacts.errors.Permanent` (move on to the next source) or
+:class:`~furiosa.artifacts.errors.LocalWriteError` (the local disk failed: stop). Retrying,
 verification and the order of sources live in :mod:`furiosa.artifacts.sources.download`.
 """
 
@@ -22,26 +23,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from furiosa.artifacts.sources import _fs
+from furiosa.artifacts import atomic
+from furiosa.artifacts.errors import DeadlineExceeded, GaveUp, LocalWriteError, Permanent, Transient
+from furiosa.artifacts.sources import diskio
 
 USER_AGENT = "furiosa-artifacts (python-urllib)"
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-class Transient(Exception):
-    """Retry the same source (after backoff); ``restart`` drops the partial first."""
-
-    def __init__(self, reason: str, *, restart: bool = False, retry_after: float | None = None):
-        super().__init__(reason)
-        self.reason, self.restart, self.retry_after = reason, restart, retry_after
-
-
-class Permanent(Exception):
-    """Give up on this source and move to the next one."""
-
-
-class DeadlineExceeded(Exception):
-    """The download's overall deadline passed (a slow drip, or retries): stop, keep the partial to resume."""
 
 
 def check_deadline(deadline_at: float | None, what: str = "download") -> float | None:
@@ -56,14 +43,6 @@ def check_deadline(deadline_at: float | None, what: str = "download") -> float |
     if left <= 0:
         raise DeadlineExceeded(f"{what} did not finish before its overall deadline")
     return left
-
-
-class LocalWriteError(Exception):
-    """Writing the partial file failed: a local problem no other source can fix."""
-
-    def __init__(self, path: Path, error: OSError):
-        super().__init__(str(error))
-        self.path, self.error = path, error
 
 
 def describe(exc: BaseException, timeout: float) -> tuple[bool, str]:
@@ -123,7 +102,7 @@ def _open_partial(partial: Path, mode: str):
         raise LocalWriteError(partial, exc) from exc
 
 
-def _pump(read, partial: Path, mode: str, *, start: int, size: int | None, bar: tqdm,
+def pump(read, partial: Path, mode: str, *, start: int, size: int | None, bar: tqdm,
           deadline_at: float | None = None) -> int:
     """Copy ``read(n)`` chunks into ``partial`` (opened with ``mode``); return the new length.
 
@@ -135,20 +114,20 @@ def _pump(read, partial: Path, mode: str, *, start: int, size: int | None, bar: 
     try:
         while True:
             check_deadline(deadline_at)
-            chunk = read(_fs.CHUNK_SIZE)  # network errors propagate to the caller
+            chunk = read(diskio.CHUNK_SIZE)  # network errors propagate to the caller
             if not chunk:
                 break
             received += len(chunk)
             if size is not None and received > size:
                 raise Permanent(f"sent more than the expected {size} bytes (wrong file?)")
             try:
-                _fs.write_chunk(fh, chunk)
+                diskio.write_chunk(fh, chunk)
             except OSError as exc:
                 raise LocalWriteError(partial, exc) from exc
             bar.update(len(chunk))
     finally:
         try:
-            _fs.finish_file(fh)  # keep what arrived, durable, for a resume
+            diskio.finish_file(fh)  # keep what arrived, durable, for a resume
         except OSError as exc:
             raise LocalWriteError(partial, exc) from exc
         finally:
@@ -209,7 +188,7 @@ def http_attempt(url: str, partial: Path, *, size: int | None, timeout: float, b
         bar.update(start)
         # read1 returns what has arrived, so a timeout loses nothing already received
         read = getattr(response, "read1", response.read)
-        received = _pump(read, partial, mode, start=start, size=size, bar=bar, deadline_at=deadline_at)
+        received = pump(read, partial, mode, start=start, size=size, bar=bar, deadline_at=deadline_at)
     if expected_end is not None and received < expected_end:
         raise Transient(f"connection closed after {received} of {expected_end} bytes")
 
@@ -234,14 +213,10 @@ def local_attempt(path: str, partial: Path, *, size: int | None, bar: tqdm) -> N
             raise Permanent(f"cannot read ({exc.strerror or exc})") from exc
 
     with fin:
-        _pump(read, partial, "wb", start=0, size=size, bar=bar)
+        pump(read, partial, "wb", start=0, size=size, bar=bar)
 
 
 MAX_BACKOFF_S = 30.0
-
-
-class GaveUp(Exception):
-    """:func:`with_retries` stopped: a non-retryable error, or the retries ran out (message says which)."""
 
 
 def with_retries(attempt, partial: Path, *, retries: int, timeout: float, backoff: float, where: str,
@@ -258,13 +233,13 @@ def with_retries(attempt, partial: Path, *, retries: int, timeout: float, backof
             attempt()
             return
         except Permanent:
-            _fs.remove_quietly(partial)
+            atomic.remove_quietly(partial)
             raise
         except (Transient, OSError, http.client.HTTPException) as exc:
             if isinstance(exc, Transient):
                 reason, retry_after = exc.reason, exc.retry_after
                 if exc.restart:
-                    _fs.remove_quietly(partial)
+                    atomic.remove_quietly(partial)
             else:
                 transient, reason = describe(exc, timeout)
                 retry_after = None

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Tuple
 
 from functools import lru_cache
 
-from furiosa.artifacts.errors import CatalogReadError
+from furiosa.artifacts.errors import CatalogReadError, YamlPolicyError
 
 # ruamel (lint's position-keeping YAML 1.2 parser) is imported on demand: loading a model needs only PyYAML.
 
@@ -96,29 +96,23 @@ def _policy_composer() -> type:
             event = self.parser.peek_event()
             mark = event.start_mark
             if isinstance(event, AliasEvent):
-                raise _PolicyError(mark, f"YAML alias '*{event.anchor}' is not allowed in the catalog: "
+                raise YamlPolicyError(mark, f"YAML alias '*{event.anchor}' is not allowed in the catalog: "
                                    "write the value out in full")
             if getattr(event, "anchor", None):
-                raise _PolicyError(mark, f"YAML anchor '&{event.anchor}' is not allowed in the catalog: remove it")
+                raise YamlPolicyError(mark, f"YAML anchor '&{event.anchor}' is not allowed in the catalog: remove it")
             tag = getattr(event, "tag", None)
             if tag and str(tag) not in _PLAIN_TAGS:
-                raise _PolicyError(mark, f"custom YAML tag '{tag}' is not allowed in the catalog: remove it")
+                raise YamlPolicyError(mark, f"custom YAML tag '{tag}' is not allowed in the catalog: remove it")
             nested = isinstance(event, (MappingStartEvent, SequenceStartEvent))
             self._policy_depth = getattr(self, "_policy_depth", 0) + nested
             try:
                 if self._policy_depth > MAX_DEPTH:
-                    raise _PolicyError(mark, f"nesting deeper than {MAX_DEPTH} levels: this is not a catalog")
+                    raise YamlPolicyError(mark, f"nesting deeper than {MAX_DEPTH} levels: this is not a catalog")
                 return super().compose_node(parent, index)
             finally:
                 self._policy_depth -= nested
 
     return _PolicyComposer
-
-
-class _PolicyError(Exception):
-    def __init__(self, mark: Any, message: str):
-        super().__init__(message)
-        self.mark, self.message = mark, message
 
 
 def _new_yaml() -> Any:
@@ -215,7 +209,7 @@ def load_document(path: Path) -> Document:
 
     try:
         documents = list(_new_yaml().load_all(text))
-    except _PolicyError as exc:
+    except YamlPolicyError as exc:
         line, col = (exc.mark.line + 1, exc.mark.column + 1) if exc.mark else (1, 1)
         raise _fail(path, line, col, exc.message) from None
     except MarkedYAMLError as exc:
