@@ -29,6 +29,7 @@ def test_generated_docs_match_the_built_workspace():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow  # fast tier: heavy (a fuzz run, a 1200x1200 replica or a full-size conversion)
 def test_docs_check_detects_a_stale_table(repo_copy):
     catalog = repo_copy / "artifacts.yaml"
     catalog.write_text(catalog.read_text().replace("title: Deep Residual Learning for Image Recognition",

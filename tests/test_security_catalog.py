@@ -220,6 +220,7 @@ def check_runtime(root: Path) -> None:
 _ENTRY = b"  - name: A\n    family: F\n    location: furiosa/artifacts/artifacts.py\n    format: code\n"
 
 
+@pytest.mark.slow  # fast tier: heavy (a fuzz run, a 1200x1200 replica or a full-size conversion)
 @settings(max_examples=200, **SETTINGS)
 @given(raw=catalog_bytes())
 @example(raw=b"artifacts:\n" + _ENTRY + b"    version: []\n" + _ENTRY)  # unhashable version in the duplicate check

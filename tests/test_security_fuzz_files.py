@@ -318,6 +318,7 @@ def test_lint_flags_every_scalar_yaml_1_1_reads_differently(tmp_path: Path, scal
 _SCALAR_CHARS = "0123456789:._-+eEoOxXbByYnNtTfFaAlLsSuU~ "
 
 
+@pytest.mark.slow  # fast tier: heavy (a fuzz run, a 1200x1200 replica or a full-size conversion)
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(value=st.text(alphabet=_SCALAR_CHARS, min_size=1, max_size=8))
 def test_a_scalar_lint_accepts_is_read_the_same_by_pyyaml(scratch_catalog: Path, value: str) -> None:

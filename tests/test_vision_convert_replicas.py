@@ -70,6 +70,7 @@ def _network(name: str, state: dict) -> torch.nn.Module:
 # ------------------------------------------------------------------------------------------ SSD-ResNet34 ONNX
 
 
+@pytest.mark.slow  # fast tier: heavy (a fuzz run, a 1200x1200 replica or a full-size conversion)
 def test_r34_replica_has_the_published_layout(r34_onnx):
     model = onnx.load(str(r34_onnx))
     assert [i.name for i in model.graph.input] == ["image"]
@@ -83,6 +84,7 @@ def test_r34_replica_has_the_published_layout(r34_onnx):
     assert all(node.name.startswith(f"{node.op_type}_") for node in model.graph.node)
 
 
+@pytest.mark.slow  # fast tier: heavy (a fuzz run, a 1200x1200 replica or a full-size conversion)
 def test_r34_replica_converts_and_reproduces_its_raw_heads(r34, r34_onnx):
     state = state_dict_from_onnx(r34_onnx, R34)
     reference = r34.expected  # the state dict of the seeded MLPerf SSD_R34 the replica was exported from
@@ -107,6 +109,7 @@ def test_r34_replica_converts_and_reproduces_its_raw_heads(r34, r34_onnx):
     assert np.abs(conf).max() > 1.0  # the comparison is not between near-zero tensors
 
 
+@pytest.mark.slow  # fast tier: heavy (a fuzz run, a 1200x1200 replica or a full-size conversion)
 def test_r34_replica_without_names_maps_by_structure(r34, r34_onnx, tmp_path):
     """Initializers renamed to numbers: the heads are aligned by role (the reference interleaves loc/conf
     convs, our network does not), the rest by consumption order. Initializers listed as graph inputs as well."""

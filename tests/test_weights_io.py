@@ -272,6 +272,7 @@ def test_convert_cli_text_output_and_exit_codes(tmp_path: Path, capsys):
 
 
 
+@pytest.mark.slow  # fast tier: heavy (a fuzz run, a 1200x1200 replica or a full-size conversion)
 def test_legacy_tar_conversion_holds_the_tensors_once_plus_the_network(resnet_replica):
     """Storages stream from the tar into their tensors: the peak grows by about the file (the storages) plus
     the network's own copy, never by an extra copy of the file."""
