@@ -84,11 +84,16 @@ def _current_package(rel: str) -> str:
     return ".".join(Path(rel).parent.parts)
 
 
-def _imported(rel: str, tree: ast.AST) -> Set[str]:
-    """Dotted names of every project module ``tree`` may import (all levels, relative imports resolved)."""
+def _scan(rel: str, tree: ast.AST) -> Tuple[Set[str], Set[str]]:
+    """One walk of ``tree``: the dotted names of every project module it may import (all levels, relative
+    imports resolved) and its short one-line string constants (package data files it may name)."""
     names: Set[str] = set()
+    strings: Set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, str) and 0 < len(node.value) < 200 and "\n" not in node.value:
+                strings.add(node.value)
+        elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
@@ -99,12 +104,7 @@ def _imported(rel: str, tree: ast.AST) -> Set[str]:
                 module = node.module or ""
             names.add(module)
             names.update(f"{module}.{alias.name}" for alias in node.names if alias.name != "*")
-    return {n for n in names if n == PACKAGE or n.startswith(PACKAGE + ".")}
-
-
-def _strings(tree: ast.AST) -> Set[str]:
-    return {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
-            and 0 < len(node.value) < 200 and "\n" not in node.value}
+    return {n for n in names if n == PACKAGE or n.startswith(PACKAGE + ".")}, strings
 
 
 def _package_data(root: Path) -> Dict[str, List[str]]:
@@ -127,21 +127,24 @@ class _Scanner:
     def __init__(self, root: Path):
         self.root = root
         self._edges: Dict[str, List[str]] = {}
+        self._parsed: Dict[str, Tuple[Set[str], Set[str]]] = {}  # one read per module per scanner
         self._data = _package_data(root)
 
     def parsed(self, rel: str) -> Tuple[Set[str], Set[str]]:
         """(project modules ``rel`` imports, its string constants) from a cached parse."""
+        if rel in self._parsed:
+            return self._parsed[rel]
         path = self.root / rel
         try:
             key = (rel, path.read_text("utf-8"))
             if key not in _PARSED:
                 if len(_PARSED) > 4096:
                     _PARSED.clear()
-                tree = ast.parse(key[1], filename=rel)
-                _PARSED[key] = (_imported(rel, tree), _strings(tree))
+                _PARSED[key] = _scan(rel, ast.parse(key[1], filename=rel))
         except (OSError, SyntaxError, UnicodeDecodeError, ValueError) as exc:
             raise CatalogReadError(f"{path}: cannot parse to derive stage dependencies: {exc}") from None
-        return _PARSED[key]
+        self._parsed[rel] = _PARSED[key]
+        return self._parsed[rel]
 
     def closure(self, start: Iterable[str]) -> Set[str]:
         """Every project module reachable from ``start`` (repository-relative paths), ``start`` included."""

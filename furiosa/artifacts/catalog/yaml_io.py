@@ -8,6 +8,9 @@ message starts with ``file:line:column:``.
 
 from __future__ import annotations
 
+import collections
+import copy
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
@@ -348,7 +351,19 @@ def read_yaml(path: Path, *, error: type = CatalogReadError, max_bytes: int = RU
         raise
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return parse_yaml(raw, source=str(path), error=error, max_bytes=max_bytes)
+    key = (hashlib.blake2b(raw, digest_size=16).digest(), max_bytes)
+    if key not in _PARSED:
+        _PARSED[key] = parse_yaml(raw, source=str(path), error=error, max_bytes=max_bytes)
+        while len(_PARSED) > _PARSED_MAX:
+            _PARSED.popitem(last=False)
+    _PARSED.move_to_end(key)
+    return copy.deepcopy(_PARSED[key])  # callers may change what they get
+
+
+#: Parses of read_yaml by content (one lint reads dvc.yaml and dvc.lock several times): the same bytes
+#: always parse the same, so the cache can never be stale. Errors are not cached.
+_PARSED: "collections.OrderedDict[tuple, Any]" = collections.OrderedDict()
+_PARSED_MAX = 16
 
 
 # --- YAML 1.1 (PyYAML) vs YAML 1.2 (ruamel) agreement ---------------------------------------------------------
