@@ -36,7 +36,7 @@ def _session(path: str, threads: int):
         sys.path.insert(0, str(REPO))
     from furiosa.artifacts.onnx_io import cpu_session
 
-    return cpu_session(Path(path), threads=threads)
+    return cpu_session(Path(path), threads=threads, spinning=False)  # fp32 and int8 take turns
 
 
 def _input(npz: str, batch: int, name: str):

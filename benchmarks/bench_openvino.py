@@ -116,8 +116,9 @@ def bench_model(name: str, *, threads: int, pairs: int) -> dict[str, Any]:
     core = ov.Core()
     ov_fp32 = core.read_model(str(root / "fp32.onnx"))
     ov_int8, nncf_seconds = nncf_int8(core, root / "fp32.onnx", calibration)
-    sessions = {"ort_fp32": cpu_session(root / "fp32.onnx", threads=threads),
-                "ort_int8": cpu_session(root / "int8.onnx", threads=threads)}
+    # the engines take turns: idle ORT threads must not spin on the cores the running one needs
+    sessions = {"ort_fp32": cpu_session(root / "fp32.onnx", threads=threads, spinning=False),
+                "ort_int8": cpu_session(root / "int8.onnx", threads=threads, spinning=False)}
     input_name = sessions["ort_fp32"].get_inputs()[0].name
     out: dict[str, Any] = {"nncf_quantize_seconds": round(nncf_seconds, 1), "batches": {},
                            "float_ops_in_int8": float_ops(root / "int8.onnx")}

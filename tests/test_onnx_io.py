@@ -115,6 +115,15 @@ def test_cpu_session_from_a_file_pins_threads_and_saves_the_optimised_graph(line
     assert optimized.is_file() and graph_io(optimized)[0][0].name == "x"
 
 
+def test_sessions_that_take_turns_do_not_spin(linear_file: Path) -> None:
+    entry = "session.intra_op.allow_spinning"
+    quiet = cpu_session(linear_file, threads=2, spinning=False).get_session_options()
+    assert quiet.get_session_config_entry(entry) == "0"
+    default = cpu_session(linear_file, threads=2).get_session_options()
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # ONNX Runtime's default: spin
+        default.get_session_config_entry(entry)
+
+
 @pytest.mark.parametrize("location", [".env", "../cwd/.env", "/etc/hostname"])
 def test_external_data_is_refused_everywhere(location: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)

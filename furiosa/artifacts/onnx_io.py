@@ -180,13 +180,15 @@ def _all_nodes(graph: Any) -> Iterable[Any]:
 
 
 def cpu_session(source: Source, *, threads: Optional[int] = None, optimized_model_filepath: Optional[Path] = None,
-                what: Optional[str] = None) -> "ort.InferenceSession":
+                what: Optional[str] = None, spinning: bool = True) -> "ort.InferenceSession":
     """A CPUExecutionProvider session with all graph optimisations, sequential execution and quiet logging.
 
     ``source`` is a file or the model's bytes; bytes are checked by :func:`read_model` first (ONNX Runtime
     would read their external data relative to the current directory). ``threads`` pins
     ``intra_op_num_threads`` (inter-op is sequential with 1 thread); None leaves ONNX Runtime's default
-    (one per physical core). ``optimized_model_filepath`` saves the optimised graph there.
+    (one per physical core). ``optimized_model_filepath`` saves the optimised graph there. ``spinning=False``
+    makes idle intra-op threads sleep instead of busy-waiting: for sessions that take turns (latency
+    comparisons), where one session's spinning threads would steal the cores the running one needs.
 
     Raises:
         ModelBinaryError, UnsafePathError: bytes that :func:`read_model` refuses.
@@ -205,6 +207,8 @@ def cpu_session(source: Source, *, threads: Optional[int] = None, optimized_mode
         options.inter_op_num_threads = 1
     if optimized_model_filepath is not None:
         options.optimized_model_filepath = str(optimized_model_filepath)
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     model = source if isinstance(source, bytes) else os.fspath(source)
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
