@@ -197,18 +197,25 @@ def _greedy_bitmap(boxes: np.ndarray, cand: np.ndarray, valid: np.ndarray, iou_t
     slots = np.full(cand.shape, sentinel, dtype=np.int64)
     slots[valid] = local[cand[valid]]
     slots = np.ascontiguousarray(slots.T)  # (K, C'): one rank per row
-    word = slots >> 6
+    n_classes = cand.shape[0]
     bit = np.left_shift(np.uint64(1), (slots & 63).astype(np.uint64))
-    rows = np.arange(cand.shape[0])
-    suppressed = np.zeros((cand.shape[0], words), dtype="<u8")
+    flat = (slots >> 6) + np.arange(n_classes, dtype=np.int64) * words  # each slot's word in `suppressed`
+    suppressed = np.zeros((n_classes, words), dtype="<u8")
     suppressed[:, sentinel >> 6] = np.uint64(1) << np.uint64(sentinel & 63)
+    flat_suppressed = suppressed.reshape(-1)  # a view: the loop reads words through it
     keep = np.zeros(slots.shape, dtype=bool)
+    word_bits = np.empty(n_classes, dtype="<u8")  # buffers reused by every rank (no allocation in the loop)
+    sources = np.empty(n_classes, dtype=np.int64)
+    rows = np.empty((n_classes, words), dtype="<u8")
     for r in range(slots.shape[0]):
-        if r % 256 == 255 and not np.any((suppressed[rows[None, :], word[r:]] & bit[r:]) == 0):
+        if r % 256 == 255 and not np.any((flat_suppressed.take(flat[r:]) & bit[r:]) == 0):
             break  # early exit: every remaining candidate of every class is suppressed
-        alive = (suppressed[rows, word[r]] & bit[r]) == 0
-        keep[r] = alive
-        suppressed |= packed[np.where(alive, slots[r], sentinel)]
+        np.bitwise_and(flat_suppressed.take(flat[r]), bit[r], out=word_bits)
+        alive = np.equal(word_bits, 0, out=keep[r])
+        sources.fill(sentinel)  # a suppressed candidate ORs in the sentinel's empty row
+        np.copyto(sources, slots[r], where=alive)
+        packed.take(sources, axis=0, out=rows)
+        suppressed |= rows
     return keep.T
 
 
