@@ -226,19 +226,14 @@ def verify_model(root: Path, name: str, *, outputs: Any = _READ_LOCK) -> ModelRe
         SpecError, CatalogReadError: specs.yaml or the catalog cannot be read.
     """
     from furiosa.artifacts.errors import SpecError
-    from furiosa.artifacts.storage.lockfile import contained_file, read_outputs
+    from furiosa.artifacts.storage.lockfile import contained_file
 
     root = Path(root)
     entry, _ = code_entry(read_entries(root, validate=False), name)
     name = entry.name
     report = ModelReport(name)
     if outputs is _READ_LOCK:
-        try:
-            outputs = read_outputs(root)
-        except LockFileError:
-            raise  # there but unreadable: an error (exit 2), not "nothing recorded"
-        except BinaryNotFoundError:
-            outputs = None
+        outputs = _recorded_outputs(root)
     _check_lock(root, name, outputs, report)
     spec = read_model_spec(root, name)
     present = {}
@@ -279,7 +274,6 @@ def verify_models(root: Path, names: Sequence[str] = ()) -> List[ModelReport]:
         ModelNotFoundError: a name is not in the catalog.
         BinaryNotFoundError: no name given and no model is built in ``root``.
     """
-    from furiosa.artifacts.storage.lockfile import read_outputs
 
     root = Path(root)
     entries = read_entries(root, validate=False)
@@ -291,13 +285,21 @@ def verify_models(root: Path, names: Sequence[str] = ()) -> List[ModelReport]:
     if not wanted:
         raise BinaryNotFoundError(f"no model is built in {root}: nothing to verify; run `furiosa-artifacts build` "
                                   "or `dvc pull` first")
-    try:
-        outputs = read_outputs(root)
-    except LockFileError:
-        raise  # there but unreadable: an error (exit 2), not "nothing recorded"
-    except BinaryNotFoundError:
-        outputs = None
+    outputs = _recorded_outputs(root)
     return [verify_model(root, name, outputs=outputs) for name in wanted]
+
+
+def _recorded_outputs(root: Path) -> Any:
+    """dvc.lock's recorded outputs, or None when there is no dvc.lock (LockFileError when it is unreadable:
+    an error, exit 2, not "nothing recorded")."""
+    from furiosa.artifacts.storage.lockfile import read_outputs
+
+    try:
+        return read_outputs(root)
+    except LockFileError:
+        raise
+    except BinaryNotFoundError:
+        return None
 
 
 def reports_json(reports: Sequence[ModelReport]) -> str:
