@@ -199,6 +199,17 @@ def test_lint_fails_on_drift(repo_copy):
     assert lint_catalog(repo_copy) == []
 
 
+def test_a_dep_on_a_deleted_module_is_drift_and_regenerating_drops_it(repo_copy):
+    """Renaming a module must not leave dvc.yaml depending on a file that no longer exists (dvc repro would fail)."""
+    path = repo_copy / "dvc.yaml"
+    line = "      - furiosa/artifacts/pipeline/samples.py\n"
+    path.write_text(path.read_text().replace(line, line + "      - furiosa/artifacts/pipeline/renamed_away.py\n", 1))
+    problems = [str(p) for p in lint_catalog(repo_copy)]
+    assert len(problems) == 1 and "renamed_away.py" in problems[0] and "/stages/samples/deps" in problems[0]
+    assert write_stage_deps(repo_copy) == [path]
+    assert "renamed_away.py" not in path.read_text() and lint_catalog(repo_copy) == []
+
+
 def test_specs_yaml_is_tracked_per_model_where_read():
     want = expected_stage_deps(REPO_ROOT)
     pipeline = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text("utf-8"))

@@ -270,7 +270,10 @@ def _is_generated(dep: Any, root: Path) -> bool:
         return True
     if "${" in dep:
         return False
-    return dep.startswith((PACKAGE_DIR + "/", "stages/")) and (root / dep).is_file()
+    if not dep.startswith((PACKAGE_DIR + "/", "stages/")):
+        return False
+    # a module that no longer exists (deleted or renamed) is still ours: regenerating drops it
+    return dep.endswith(".py") or (root / dep).is_file()
 
 
 def _keyed_entry(params: List[Any], rel: str) -> Optional[Any]:
