@@ -235,7 +235,9 @@ def _latency_setup(path: Path, input_feed: Mapping[str, np.ndarray], *, batch: i
         array = np.asarray(value)
         feed[name] = np.ascontiguousarray(array[:batch] if len(array) >= batch
                                           else np.resize(array, (batch, *array.shape[1:])))
-    return cpu_session(Path(path), threads=threads, spinning=False), feed  # sessions take turns
+    # no spinning: latency_ratio alternates two sessions, whose idle workers would otherwise busy-wait on the
+    # cores the running one needs; measure_latency uses the same setting so both measures compare
+    return cpu_session(Path(path), threads=threads, spinning=False), feed
 
 
 def _timed(session: Any, feed: dict[str, np.ndarray], repeats: int) -> list[float]:

@@ -147,11 +147,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def predict_one(model: Any, image: str, *, top_k: Optional[int]) -> List[Any]:
     """Results (Classification or Detection, best first) of ``model`` on one image path."""
-    from furiosa.artifacts.onnx_io import run_batched
     from furiosa.artifacts.vision.postprocess import classify
 
     tensor, contexts = model.preprocess([image])
-    outputs = run_batched(model.session, tensor)
+    outputs = model.infer(tensor)
     if model.spec.task == "classification":
         return classify(model.output_by_name(outputs, model.spec.output_names[0]), model.spec, top_k=top_k)[0]
     detections = model.postprocess(outputs, contexts)[0]
