@@ -212,3 +212,20 @@ def test_lint_catches_drift_between_dvc_artifacts_and_the_catalog(repo_copy):
     proc = run_cli(["lint", str(repo_copy / "artifacts.yaml")], cwd=repo_copy)
     assert proc.returncode == 1
     assert "dvc.yaml:" in proc.stdout and "MLCommonsResNet50" in proc.stdout, proc.stdout
+
+
+def test_read_yaml_parses_once_but_hands_out_copies_and_sees_every_change(tmp_path):
+    """read_yaml caches parses by content: a caller changing its result, or the file changing, is never
+    seen by the next read."""
+    from furiosa.artifacts.catalog.yaml_io import read_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text("models:\n  A: {epochs: 3}\n")
+    first = read_yaml(path)
+    first["models"]["A"]["epochs"] = 99  # a caller editing what it got
+    assert read_yaml(path) == {"models": {"A": {"epochs": 3}}}
+    path.write_text("models:\n  A: {epochs: 4}\n")  # same size, new content
+    assert read_yaml(path) == {"models": {"A": {"epochs": 4}}}
+    path.write_text("models: [unclosed\n")
+    with pytest.raises(CatalogReadError, match="invalid YAML"):
+        read_yaml(path)
