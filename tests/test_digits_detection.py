@@ -85,6 +85,34 @@ def test_splits_use_disjoint_handwriting_and_are_reproducible(dataset, tmp_path)
     assert annotation_path(other, "val").read_bytes() != annotation_path(dataset, "val").read_bytes()
 
 
+def test_a_rewrite_replaces_the_whole_tree_and_a_failed_one_leaves_the_old_tree(dataset, tmp_path, monkeypatch):
+    root = tmp_path / "dd"
+    write_dataset(root, DatasetParams.from_params({**SMALL, "train_images": 3, "val_images": 2}))
+    (root / "train" / "stale.png").write_bytes(b"left by an older run")
+    before = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    saved = []
+
+    def fail_on_the_fourth_image(self, fp, *args, **kwargs):
+        saved.append(fp)
+        if len(saved) == 4:
+            raise OSError(28, "No space left on device")
+        return original(self, fp, *args, **kwargs)
+
+    original = Image.Image.save
+    monkeypatch.setattr(Image.Image, "save", fail_on_the_fourth_image)
+    with pytest.raises(OSError, match="No space left"):
+        write_dataset(root, DatasetParams.from_params(SMALL))
+    # the images went to a staging directory beside root, now removed; root is the old tree, byte for byte
+    assert all(Path(fp).parent.parent.parent == tmp_path and Path(fp).parent.parent != root for fp in saved)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dd"]
+    assert {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    monkeypatch.setattr(Image.Image, "save", original)
+    write_dataset(root, DatasetParams.from_params(SMALL))
+    files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(dataset) for p in dataset.rglob("*") if p.is_file())  # no stale.png
+    assert all((root / f).read_bytes() == (dataset / f).read_bytes() for f in files)
+
+
 @pytest.mark.parametrize("change, field", [
     ({"train_images": 0}, "train_images"),
     ({"digit_size": [30, 20]}, "digit_size"),

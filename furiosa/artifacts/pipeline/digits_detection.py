@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from furiosa.artifacts.atomic import atomic_path, atomic_write_text
+from furiosa.artifacts.atomic import atomic_directory
 from furiosa.artifacts.errors import SpecError
 
 SPLITS = ("train", "val")
@@ -168,13 +168,21 @@ def categories() -> List[Dict[str, Any]]:
 
 
 def write_dataset(out: Path, params: DatasetParams) -> Dict[str, Any]:
-    """Write both splits under ``out`` (PNG images + COCO json); returns a summary (counts per split).
+    """Write the dataset as the directory ``out`` (both splits: PNG images + COCO json), replacing any tree
+    there; returns a summary (counts per split).
 
-    Every file is written atomically; a rerun with the same parameters writes the same bytes.
+    The tree is staged beside ``out`` and renamed into place whole (:func:`atomic_directory`), so ``out``
+    never holds half a dataset; a rerun with the same parameters writes the same bytes.
     """
+    out = Path(out)
+    with atomic_directory(out, replace=True) as staging:
+        return _write_splits(staging, params)
+
+
+def _write_splits(out: Path, params: DatasetParams) -> Dict[str, Any]:
+    """Write both splits into the fresh staging directory ``out`` (plain writes: it is renamed whole)."""
     from PIL import Image
 
-    out = Path(out)
     pools = _digit_pools(params.seed, params.val_fraction)
     summary: Dict[str, Any] = {}
     for split_index, split in enumerate(SPLITS):
@@ -187,8 +195,7 @@ def write_dataset(out: Path, params: DatasetParams) -> Dict[str, Any]:
         for image_id in range(1, count + 1):
             rgb, objects = _image(rng, digits, labels, params)
             name = f"{image_id:06d}.png"
-            with atomic_path(folder / name) as tmp:
-                Image.fromarray(rgb, mode="RGB").save(tmp, format="PNG")
+            Image.fromarray(rgb, mode="RGB").save(folder / name, format="PNG")
             images.append({"id": image_id, "file_name": name, "height": params.image_size[0],
                            "width": params.image_size[1]})
             for bbox, digit in objects:
@@ -197,7 +204,8 @@ def write_dataset(out: Path, params: DatasetParams) -> Dict[str, Any]:
         coco = {"info": {"description": f"digits_detection {split}: scikit-learn digits on generated textures",
                          "version": "1.0", "year": 2026},
                 "licenses": [], "images": images, "annotations": annotations, "categories": categories()}
-        atomic_write_text(annotation_path(out, split), json.dumps(coco, separators=(",", ":")) + "\n")
+        annotation_path(out, split).parent.mkdir(parents=True, exist_ok=True)
+        annotation_path(out, split).write_text(json.dumps(coco, separators=(",", ":")) + "\n", encoding="utf-8")
         summary[split] = {"images": len(images), "objects": len(annotations), "source_digits": int(len(digits))}
     return summary
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
@@ -152,8 +152,8 @@ def _run(path: Path, tensor: np.ndarray, *, threads: int, batch: int = 8) -> Dic
 AGREEMENT_MAX_DETECTIONS = 100  # COCOeval maxDets: uncapped specs compare their best 100 per image (small IoU matrix)
 
 
-def _detections(per_image: List[List[Any]], *, cap: Optional[int] = None) -> List[np.ndarray]:
-    return [np.array([[*d.box, d.score, d.category_id] for d in dets[:cap]], dtype=np.float64).reshape(-1, 6)
+def _detections(per_image: List[List[Any]]) -> List[np.ndarray]:
+    return [np.array([[*d.box, d.score, d.category_id] for d in dets], dtype=np.float64).reshape(-1, 6)
             for dets in per_image]
 
 
@@ -207,11 +207,13 @@ def evaluate_stage(params: Params, name: str, *, fp32: Path, int8: Path, weights
             key = spec.output_names[0]
             metrics.update(agreement_classification(ref[key], new[key]))
         else:
-            from furiosa.artifacts.vision.postprocess import postprocess
+            from furiosa.artifacts.vision.postprocess import FROM_SPEC, postprocess
 
-            ref_dets, new_dets = postprocess(ref, contexts, spec), postprocess(new, contexts, spec)
-            cap = None if spec.postprocess.max_detections else AGREEMENT_MAX_DETECTIONS  # best first
-            metrics.update(agreement_detection(_detections(ref_dets, cap=cap), _detections(new_dets, cap=cap)))
+            # the cap is applied after NMS (best first), so no Python object is made for the rows it drops
+            cap = FROM_SPEC if spec.postprocess.max_detections else AGREEMENT_MAX_DETECTIONS
+            ref_dets = postprocess(ref, contexts, spec, max_detections=cap)
+            new_dets = postprocess(new, contexts, spec, max_detections=cap)
+            metrics.update(agreement_detection(_detections(ref_dets), _detections(new_dets)))
     else:
         models = _models(name, fp32, int8)
         root = Path(section["path"])
