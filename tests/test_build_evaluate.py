@@ -15,6 +15,7 @@ from furiosa.artifacts.build.evaluate import (
     agreement_classification,
     agreement_detection,
     apply_gates,
+    budget_repeats,
     check_gates,
     count_onnx_params,
     file_size,
@@ -133,6 +134,30 @@ def test_latency_ratio_head_to_head(models: dict[str, Path]) -> None:
     assert result["fp32"]["repeats"] == result["int8"]["repeats"] == 6
     assert result["int8_latency_ratio"] == pytest.approx(result["int8"]["median_ms"] / result["fp32"]["median_ms"])
     assert result["int8"]["threads"] == 2
+
+
+@pytest.mark.parametrize("repeats, rounds, pair_s, budget_s, expected", [
+    (5, 2, 1.6, None, 5),     # no budget: every repeat
+    (5, 2, 0.05, 8.0, 5),     # small model: the budget is more than enough
+    (5, 2, 1.6, 8.0, 2),      # SSD-ResNet34 at 1200x1200: 8 // 3.2 = 2
+    (5, 2, 3.0, 8.0, 2),      # 8 // 6 = 1, floored at 2 per round
+    (1, 2, 3.0, 8.0, 1),      # the floor never exceeds what params ask for
+    (5, 1, 2.0, 7.0, 3),
+    (5, 2, 0.0, 8.0, 5),      # no warmup, no estimate: every repeat
+])
+def test_a_latency_budget_cuts_repeats_but_never_below_two(repeats, rounds, pair_s, budget_s, expected):
+    assert budget_repeats(repeats, rounds, pair_s, budget_s) == expected
+
+
+def test_latency_ratio_under_a_budget_reports_the_runs_it_made(models: dict[str, Path]) -> None:
+    feed = {"input": np.zeros((1, 3, 16, 16), np.float32)}
+    # a budget far below one pair's time: 2 runs per side and round; a generous one: all of them
+    tight = latency_ratio(models["fp32"], models["int8"], feed, batch=1, warmup=1, repeats=4, threads=1, rounds=3,
+                          budget_s=1e-9)
+    assert tight["fp32"]["repeats"] == tight["int8"]["repeats"] == 6 and tight["budget_s"] == 1e-9
+    loose = latency_ratio(models["fp32"], models["int8"], feed, batch=1, warmup=1, repeats=4, threads=1, rounds=3,
+                          budget_s=1e9)
+    assert loose["fp32"]["repeats"] == loose["int8"]["repeats"] == 12 and loose["rounds"] == 3
 
 
 def test_sizes_and_param_counts(models: dict[str, Path]) -> None:

@@ -58,3 +58,19 @@ def test_dvc_status_sees_a_change_of_mode(tmp_path):
     proc = subprocess.run([str(BIN_DIR / "dvc"), "status", "weights@MLCommonsSSDMobileNet"], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and f"{LOCAL_PARAMS_FILE}" in proc.stdout and "modified" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("budget, ok", [("8", True), ("0.5", True), ("null", True), ("0", False), ("-1", False),
+                                        ("true", False), ("'8'", False)])
+def test_the_latency_budget_is_optional_and_positive(params_copy, budget, ok):
+    path = params_copy / PARAMS_FILE
+    text = path.read_text()
+    line = next(line for line in text.splitlines() if line.strip().startswith("latency: {"))
+    path.write_text(text.replace(line, line.replace("budget_s: 8", f"budget_s: {budget}")))
+    if ok:
+        assert load_params(path).latency.get("budget_s") == (None if budget == "null" else float(budget))
+    else:
+        with pytest.raises(SpecError, match="base.latency.budget_s"):
+            load_params(path)
+    path.write_text(text.replace(line, line.replace(", budget_s: 8", "")))  # absent: no budget
+    assert "budget_s" not in load_params(path).latency

@@ -196,30 +196,47 @@ def measure_latency(
     return _summary(_timed(session, feed, repeats), batch=batch, threads=threads, warmup=warmup)
 
 
+MIN_BUDGET_REPEATS = 2  # a time budget never cuts a round below this many runs per side
+
+
+def budget_repeats(repeats: int, rounds: int, pair_seconds: float, budget_s: float | None) -> int:
+    """Runs per side and round that fit ``budget_s`` seconds of timed runs, given one fp32 + int8 pair's time.
+
+    ``repeats`` when there is no budget or it is enough; never below :data:`MIN_BUDGET_REPEATS` (or
+    ``repeats`` when that is smaller). A 1200x1200 SSD-ResNet34 pair takes ~1.6 s on 2 cores: 5 x 2 rounds
+    would be 16 s, an 8 s budget makes it 2 x 2.
+    """
+    if budget_s is None or pair_seconds <= 0:
+        return repeats
+    fit = int(budget_s // (rounds * pair_seconds))
+    return max(min(repeats, MIN_BUDGET_REPEATS), min(repeats, fit))
+
+
 def latency_ratio(
     fp32_path: Path, int8_path: Path, input_feed: Mapping[str, np.ndarray], *,
-    batch: int, warmup: int, repeats: int, threads: int, rounds: int = 3,
+    batch: int, warmup: int, repeats: int, threads: int, rounds: int = 3, budget_s: float | None = None,
 ) -> dict[str, Any]:
     """Measure fp32 and int8 head to head, alternating ``rounds`` blocks of ``repeats`` runs.
 
     Returns ``fp32`` and ``int8`` latency summaries (as :func:`measure_latency`) over all
     rounds and ``int8_latency_ratio`` = int8 median / fp32 median. Alternating in one
-    process keeps machine noise from favouring one side. Raises SpecError as
-    :func:`measure_latency`.
+    process keeps machine noise from favouring one side. With ``budget_s``, the last warmup
+    pair's time decides how many of the ``repeats`` fit (:func:`budget_repeats`); the summaries'
+    ``repeats`` say how many ran. Raises SpecError as :func:`measure_latency`.
     """
     if not isinstance(rounds, int) or rounds < 1:
         raise SpecError(f"rounds must be a positive integer, got {rounds!r}")
     setups = [_latency_setup(p, input_feed, batch=batch, warmup=warmup, repeats=repeats, threads=threads)
               for p in (fp32_path, int8_path)]
-    for session, feed in setups:
-        for _ in range(warmup):
-            session.run(None, feed)
+    pair = sum(_warm_up(session, feed, warmup) for session, feed in setups)
+    repeats = budget_repeats(repeats, rounds, pair, budget_s)
     times: list[list[float]] = [[], []]
     for _ in range(rounds):
         for side, (session, feed) in enumerate(setups):
             times[side] += _timed(session, feed, repeats)
     fp32, int8 = (_summary(t, batch=batch, threads=threads, warmup=warmup) for t in times)
-    return {"fp32": fp32, "int8": int8, "int8_latency_ratio": int8["median_ms"] / fp32["median_ms"]}
+    return {"fp32": fp32, "int8": int8, "int8_latency_ratio": int8["median_ms"] / fp32["median_ms"],
+            "rounds": rounds, "budget_s": budget_s}
 
 
 def _latency_setup(path: Path, input_feed: Mapping[str, np.ndarray], *, batch: int, warmup: int, repeats: int,
@@ -238,6 +255,16 @@ def _latency_setup(path: Path, input_feed: Mapping[str, np.ndarray], *, batch: i
     # no spinning: latency_ratio alternates two sessions, whose idle workers would otherwise busy-wait on the
     # cores the running one needs; measure_latency uses the same setting so both measures compare
     return cpu_session(Path(path), threads=threads, spinning=False), feed
+
+
+def _warm_up(session: Any, feed: dict[str, np.ndarray], warmup: int) -> float:
+    """Run ``warmup`` untimed runs; the last one's seconds (0.0 when there was none)."""
+    seconds = 0.0
+    for _ in range(warmup):
+        start = time.perf_counter()
+        session.run(None, feed)
+        seconds = time.perf_counter() - start
+    return seconds
 
 
 def _timed(session: Any, feed: dict[str, np.ndarray], repeats: int) -> list[float]:

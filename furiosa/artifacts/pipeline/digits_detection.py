@@ -195,7 +195,7 @@ def _write_splits(out: Path, params: DatasetParams) -> Dict[str, Any]:
         for image_id in range(1, count + 1):
             rgb, objects = _image(rng, digits, labels, params)
             name = f"{image_id:06d}.png"
-            Image.fromarray(rgb, mode="RGB").save(folder / name, format="PNG")
+            Image.fromarray(rgb, mode="RGB").save(folder / name, format="PNG", compress_level=1)
             images.append({"id": image_id, "file_name": name, "height": params.image_size[0],
                            "width": params.image_size[1]})
             for bbox, digit in objects:

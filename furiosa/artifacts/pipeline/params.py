@@ -20,7 +20,8 @@ MODEL_KEYS = {"network", "data", "source", "export", "calibration", "quantizatio
 MODEL_REQUIRED = MODEL_KEYS - {"data"}
 DEFAULT_DATA = "data/samples"
 BASE_KEYS = {"seed", "weights", "latency"}
-LATENCY_KEYS = {"warmup", "repeats", "threads", "batch", "rounds"}
+LATENCY_COUNTS = {"warmup", "repeats", "threads", "batch", "rounds"}
+LATENCY_KEYS = LATENCY_COUNTS | {"budget_s"}  # budget_s: optional (evaluate.latency_ratio)
 SAMPLES_KEYS = {"count", "size", "seed"}
 EXPORT_KEYS = {"opset", "rtol", "atol"}
 # A dataset section (calibration or evaluation) names its kind and its path (a DVC dependency of the
@@ -157,9 +158,13 @@ def load_params(path: Path) -> Params:
     base = _keys(f"{path}: base", top["base"], BASE_KEYS)
     if base["weights"] not in WEIGHT_MODES:
         raise SpecError(f"{path}: base.weights: {base['weights']!r} is not one of {', '.join(WEIGHT_MODES)}")
-    latency = _keys(f"{path}: base.latency", base["latency"], LATENCY_KEYS)
-    for key in LATENCY_KEYS:
+    latency = _keys(f"{path}: base.latency", base["latency"], LATENCY_KEYS, required=LATENCY_COUNTS)
+    for key in LATENCY_COUNTS:
         _positive_int(f"{path}: base.latency.{key}", latency[key], minimum=0 if key == "warmup" else 1)
+    budget = latency.get("budget_s")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
+        raise SpecError(f"{path}: base.latency.budget_s: expected a positive number of seconds or null, "
+                        f"got {budget!r}")
     samples = _keys(f"{path}: samples", top["samples"], SAMPLES_KEYS)
     _positive_int(f"{path}: samples.count", samples["count"])
     models: Dict[str, ModelParams] = {}

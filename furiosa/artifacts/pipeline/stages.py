@@ -235,7 +235,7 @@ def evaluate_stage(params: Params, name: str, *, fp32: Path, int8: Path, weights
     lat = params.latency
     timing = latency_ratio(fp32, int8, {spec.input.name: tensor[:1]}, batch=int(lat["batch"]),
                            warmup=int(lat["warmup"]), repeats=int(lat["repeats"]), threads=threads,
-                           rounds=int(lat["rounds"]))
+                           rounds=int(lat["rounds"]), budget_s=lat.get("budget_s"))
     metrics.update(fp32_latency_ms=timing["fp32"]["median_ms"], int8_latency_ms=timing["int8"]["median_ms"],
                    int8_latency_ratio=timing["int8_latency_ratio"], latency=timing)
     sizes = {"fp32_bytes": file_size(fp32), "int8_bytes": file_size(int8)}
