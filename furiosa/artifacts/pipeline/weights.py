@@ -36,9 +36,9 @@ def _synthetic_state(name: str, seed: int, *, batches: int = 1, batch_size: int 
     Default BatchNorm statistics (mean 0, var 1) let activations of a random deep network grow layer
     after layer until float32 rounding alone breaks the export parity gate (EfficientNetV2-S: 0.5 abs).
     Measuring them on noise keeps activations normalised, like a trained network's. One noise image
-    gives every channel's statistics from at least 7 x 7 positions (BatchNorm layers all sit before the
-    global pooling; the noise is stationary, so more images change little) and costs one image's forward
-    pass (SSD-ResNet34 at 1200x1200: about 2 s each).
+    gives each channel's statistics over all its spatial positions (the noise is stationary, so more
+    images change little; all four seed networks pass their export parity gate) and costs one image's
+    forward pass (SSD-ResNet34 at 1200x1200: about 2 s).
     """
     import torch
 
