@@ -191,8 +191,7 @@ def measure_latency(
     """
     session, feed = _latency_setup(onnx_path, input_feed, batch=batch, warmup=warmup, repeats=repeats,
                                    threads=threads)
-    for _ in range(warmup):
-        session.run(None, feed)
+    _warm_up(session, feed, warmup)
     return _summary(_timed(session, feed, repeats), batch=batch, threads=threads, warmup=warmup)
 
 

@@ -204,8 +204,9 @@ def _write_splits(out: Path, params: DatasetParams) -> Dict[str, Any]:
         coco = {"info": {"description": f"digits_detection {split}: scikit-learn digits on generated textures",
                          "version": "1.0", "year": 2026},
                 "licenses": [], "images": images, "annotations": annotations, "categories": categories()}
-        annotation_path(out, split).parent.mkdir(parents=True, exist_ok=True)
-        annotation_path(out, split).write_text(json.dumps(coco, separators=(",", ":")) + "\n", encoding="utf-8")
+        annotations_file = annotation_path(out, split)
+        annotations_file.parent.mkdir(parents=True, exist_ok=True)
+        annotations_file.write_text(json.dumps(coco, separators=(",", ":")) + "\n", encoding="utf-8")
         summary[split] = {"images": len(images), "objects": len(annotations), "source_digits": int(len(digits))}
     return summary
 
